@@ -1,0 +1,195 @@
+"""Decode, validate, mix down and resample audio files on the host (numpy + soundfile + soxr, never jax).
+
+Everything downstream (packer, predict CLI, demo) reads audio through `load_audio`, so a bad file fails here
+with an `AudioError` that names the file and says what is wrong, instead of as a shape error deep in training.
+
+Decisions worth knowing:
+  * Formats are whatever libsndfile decodes: WAV (8/16/24/32-bit int, 32/64-bit float), FLAC, OGG/Vorbis,
+    AIFF and MP3 (libsndfile >= 1.1, which soundfile >= 0.12 wheels bundle; no audioread/ffmpeg fallback, so
+    nothing depends on system codecs).
+  * Float files with samples outside [-1, 1] are clipped, not rescaled: rescaling would make a file's loudness
+    depend on its loudest click, and every integer format is already bounded by [-1, 1).
+  * Resampling uses soxr "HQ", the resampler behind `librosa.load(path, sr=...)` (its default `soxr_hq`), so
+    our clips equal what librosa users get; then clips again because a band-limited resampler can overshoot
+    next to full-scale transients.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import warnings
+
+import numpy as np
+import soundfile as sf
+import soxr
+
+# Extensions the folder source lists as audio (compared lower-case). A file with one of these that does not
+# decode is still listed, so the packer can report it instead of it silently vanishing.
+AUDIO_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".mp3", ".aif", ".aiff")
+
+_SILENT_MODES = ("warn", "reject", "allow")
+# A WAV/AIFF whose data chunk claims more bytes than the file holds: libsndfile logs "data : 88200 (should be
+# 44078)" and quietly returns the shorter length. 0 and 0xFFFFFFFF are what streaming writers put in the header
+# when they do not know the length yet, so those are not truncation.
+_CHUNK_MISMATCH = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+_STREAMING_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFF - 1)
+
+
+class AudioError(Exception):
+  """A file that cannot be used as audio; `str(err)` is `"<path>: <reason>"`."""
+
+  def __init__(self, path: str | os.PathLike, reason: str):
+    self.path = os.fspath(path)
+    self.reason = reason
+    super().__init__(f"{self.path}: {reason}")
+
+  def __reduce__(self):
+    # Exceptions pickle their `args` by default; ours has two constructor args, so say so (the packer sends
+    # errors back from worker processes).
+    return (type(self), (self.path, self.reason))
+
+
+def _check_path(path: str) -> None:
+  if os.path.isdir(path):
+    raise AudioError(path, "is a directory")
+  if not os.path.exists(path):
+    raise AudioError(path, "no such file")
+  if os.path.getsize(path) == 0:
+    raise AudioError(path, "empty file (0 bytes)")
+
+
+def _open_error(path: str, err: Exception) -> AudioError:
+  """Translate libsndfile's open errors into a short reason."""
+  msg = str(err)
+  if "Format not recognised" in msg or "unknown format" in msg.lower():
+    return AudioError(path, "not an audio file (format not recognised)")
+  if "malformed" in msg or "corrupt" in msg.lower():
+    return AudioError(path, f"truncated or corrupt file: {msg.split(': ', 1)[-1]}")
+  return AudioError(path, f"cannot read: {msg}")
+
+
+def _declared_truncation(f: sf.SoundFile) -> str | None:
+  """A reason string when the header promises more data than the file holds (WAV/AIFF), else None."""
+  for declared, actual in _CHUNK_MISMATCH.findall(f.extra_info):
+    declared, actual = int(declared), int(actual)
+    if declared not in _STREAMING_SIZES and declared > actual:
+      return f"truncated {f.format}: header declares {declared} data bytes, file holds {actual}"
+  return None
+
+
+def audio_info(path: str | os.PathLike) -> tuple[int, int, int]:
+  """Reads only the header.
+
+  Returns:
+    `(sample_rate, frames, channels)`; `frames` is per channel (for MP3 it is the decoder's estimate).
+  Raises:
+    AudioError: missing, a directory, empty, or not a format libsndfile can open.
+  """
+  path = os.fspath(path)
+  _check_path(path)
+  try:
+    with sf.SoundFile(path) as f:
+      return int(f.samplerate), int(f.frames), int(f.channels)
+  except sf.LibsndfileError as err:
+    raise _open_error(path, err) from err
+
+
+def to_int16(x: np.ndarray) -> np.ndarray:
+  """Float audio in [-1, 1] -> int16, scaled by 32768, rounded to nearest (np.rint) and clipped.
+
+  The 32768 scale makes `to_int16(to_float32(q)) == q` for every int16 `q`, and 16-bit PCM files read as float
+  by libsndfile (which divides by 32768) come back as their exact samples.
+  """
+  return np.clip(np.rint(np.asarray(x, np.float64) * 32768.0), -32768, 32767).astype(np.int16)
+
+
+def to_float32(x: np.ndarray) -> np.ndarray:
+  """int16 -> float32 in [-1, 1): x / 32768 (exact: every int16 is representable)."""
+  return (np.asarray(x, np.float32) / np.float32(32768.0)).astype(np.float32)
+
+
+def _decode(path: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+  """Decodes the whole file to float32 `(frames, channels)` after the header checks."""
+  try:
+    f = sf.SoundFile(path)
+  except sf.LibsndfileError as err:
+    raise _open_error(path, err) from err
+  with f:
+    sr, declared, fmt = int(f.samplerate), int(f.frames), f.format
+    if sr <= 0:
+      raise AudioError(path, f"invalid sample rate {sr} in header")
+    # Checked before decoding so a 10-hour recording costs one header read, not gigabytes of RAM.
+    if max_seconds is not None and declared / sr > max_seconds:
+      raise AudioError(path, f"too long: {declared / sr:.1f} s > max {max_seconds:g} s")
+    if declared == 0:
+      raise AudioError(path, "zero samples")
+    truncated = _declared_truncation(f)
+    if truncated:
+      raise AudioError(path, truncated)
+    try:
+      data = f.read(dtype="float32", always_2d=True)
+    except sf.LibsndfileError as err:
+      # FLAC cut mid-frame: "flac decoder lost sync"; a damaged OGG page raises the same way.
+      raise AudioError(path, f"truncated or corrupt {fmt}: {err}") from err
+  if data.shape[0] == 0:
+    raise AudioError(path, "zero samples")
+  if data.shape[0] < declared:
+    raise AudioError(path, f"truncated or corrupt {fmt}: read {data.shape[0]} of {declared} frames")
+  if max_seconds is not None and data.shape[0] / sr > max_seconds:
+    raise AudioError(path, f"too long: {data.shape[0] / sr:.1f} s > max {max_seconds:g} s")
+  return data, sr
+
+
+def load_audio(
+  path: str | os.PathLike,
+  sample_rate: int | None = None,
+  *,
+  dtype: str = "float32",
+  max_seconds: float | None = 3600.0,
+  silent: str = "warn",
+  mono: bool = True,
+) -> np.ndarray:
+  """Loads, validates, mixes down and resamples one file.
+
+  Args:
+    path: the audio file.
+    sample_rate: target rate in Hz; None keeps the file's rate.
+    dtype: "float32" (values in [-1, 1]) or "int16" (`to_int16` of the float result).
+    max_seconds: reject longer files (from the header when it knows the length); None disables.
+    silent: what to do with an all-zero clip: "warn" (warnings.warn naming the file, then return it),
+      "reject" (AudioError) or "allow".
+    mono: average the channels; False keeps them.
+  Returns:
+    `(n,)` when `mono`, else `(channels, n)`; float32 or int16.
+  Raises:
+    AudioError: missing, directory, empty, not audio, truncated/corrupt, zero samples, NaN/Inf samples,
+      too long, or silent with `silent="reject"`.
+  """
+  if dtype not in ("float32", "int16"):
+    raise ValueError(f"dtype must be 'float32' or 'int16', got {dtype!r}")
+  if silent not in _SILENT_MODES:
+    raise ValueError(f"silent must be one of {_SILENT_MODES}, got {silent!r}")
+  if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
+    raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+  path = os.fspath(path)
+  _check_path(path)
+  data, sr = _decode(path, max_seconds)  # (frames, channels)
+
+  if not np.isfinite(data).all():
+    raise AudioError(path, "contains NaN or Inf samples")
+  if not data.any():
+    if silent == "reject":
+      raise AudioError(path, "silent (all samples are zero)")
+    if silent == "warn":
+      warnings.warn(f"{path}: silent (all samples are zero)", stacklevel=2)
+
+  data = np.clip(data, -1.0, 1.0)
+  if mono:
+    data = data.mean(axis=1, keepdims=True, dtype=np.float32)
+  if sample_rate is not None and int(sample_rate) != sr:
+    # soxr takes (frames, channels) and keeps channels independent.
+    data = soxr.resample(data, sr, int(sample_rate), quality="HQ")
+    data = np.clip(data, -1.0, 1.0)
+  out = np.ascontiguousarray(data[:, 0] if mono else data.T, dtype=np.float32)
+  return to_int16(out) if dtype == "int16" else out

@@ -1,0 +1,102 @@
+"""A csv manifest: `path,label[,split]`, one clip per row.
+
+Paths are relative to the manifest's folder unless absolute or `root` is given. Labels are class names; ids
+follow the sorted unique names. An empty label makes the clip unlabelled. Without a split column, labelled clips
+get a stratified train/validation/test split and unlabelled ones go to "train" (a SimCLR corpus). Extra
+columns are ignored.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import re
+
+from animaljax.data.sources.base import SPLITS, UNLABELLED, Example, Source, stratified_split
+
+# TFDS split names are words; checked here so a typo fails at listing time, not deep in the packer.
+_SPLIT_NAME = re.compile(r"\w+")
+
+
+class CsvSource(Source):
+  """Clips listed in a csv file.
+
+  Args:
+    manifest: the csv, with a header naming at least `path` and `label` (optionally `split`).
+    root: folder that relative paths are relative to (default: the manifest's folder).
+    split_ratios: (train, validation, test) weights when there is no split column.
+    seed: seed of that split.
+  """
+
+  name = "csv"
+
+  def __init__(
+    self,
+    manifest: str | os.PathLike,
+    *,
+    root: str | os.PathLike | None = None,
+    split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
+    seed: int = 0,
+  ):
+    self.manifest = os.path.abspath(os.fspath(manifest))
+    self.root = os.path.abspath(os.fspath(root)) if root is not None else os.path.dirname(self.manifest)
+    self.split_ratios = tuple(float(r) for r in split_ratios)
+    self.seed = int(seed)
+    rows = self._read()
+    self.class_names = tuple(sorted({label for _, label, _ in rows if label}))
+    ids = {c: i for i, c in enumerate(self.class_names)}
+
+    has_split = rows[0][2] is not None
+    if not has_split:
+      by_class: dict[str, list[str]] = {}
+      for path, label, _ in rows:
+        if label:
+          by_class.setdefault(label, []).append(path)
+      assigned = stratified_split(by_class, self.split_ratios, self.seed, SPLITS)
+    examples = []
+    for path, label, split in rows:
+      if not has_split:
+        split = assigned.get(path, "train")
+      examples.append(Example(path, ids[label] if label else UNLABELLED, label, split))
+    self._examples = sorted(examples, key=lambda e: (e.split, e.path))
+
+  def _read(self) -> list[tuple[str, str, str | None]]:
+    """(absolute path, label, split or None) per row; errors name the manifest and line."""
+    where = self.manifest
+    if not os.path.isfile(where):
+      raise ValueError(f"manifest {where} not found")
+    with open(where, newline="", encoding="utf-8-sig") as f:
+      reader = csv.reader(f)
+      header = [h.strip().lower() for h in next(reader, [])]
+      missing = [c for c in ("path", "label") if c not in header]
+      if missing:
+        raise ValueError(f"{where}:1: header must name 'path' and 'label' (optionally 'split'); got {header}")
+      col = {name: header.index(name) for name in ("path", "label", "split") if name in header}
+      rows, seen = [], {}
+      for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+          continue  # blank lines are harmless
+        if len(row) != len(header):
+          raise ValueError(
+            f"{where}:{line}: expected {len(header)} fields ({','.join(header)}), got {len(row)}"
+          )
+        path = row[col["path"]].strip()
+        if not path:
+          raise ValueError(f"{where}:{line}: empty path")
+        path = os.path.normpath(os.path.join(self.root, path))
+        if path in seen:
+          raise ValueError(f"{where}:{line}: {path} is already listed on line {seen[path]}")
+        seen[path] = line
+        split = None
+        if "split" in col:
+          split = row[col["split"]].strip()
+          if not _SPLIT_NAME.fullmatch(split):
+            raise ValueError(f"{where}:{line}: split {split!r} must be a non-empty word (letters, digits, _)")
+        rows.append((path, row[col["label"]].strip(), split))
+    if not rows:
+      raise ValueError(f"{where}: no clips listed")
+    return rows
+
+  def examples(self) -> list[Example]:
+    return list(self._examples)
