@@ -1,0 +1,62 @@
+"""Convert a published PANNs or AST PyTorch checkpoint into a converted model directory.
+
+  python -m animaljax.convert panns --checkpoint Cnn14_mAP=0.431.pth --out ckpt/cnn14_audioset
+  python -m animaljax.convert ast --checkpoint audioset_10_10_0.4593.pth --out ckpt/ast --input-frames 512
+
+The directory holds `model.json` and an orbax checkpoint of the variables; read it with
+`animaljax.models.pretrained.load_converted`. The mapping itself lives in `animaljax.models.torch_weights`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from animaljax.models import pretrained, torch_weights
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = argparse.ArgumentParser(prog="python -m animaljax.convert", description=__doc__.split("\n")[0])
+  parser.add_argument("kind", choices=["panns", "ast"], help="checkpoint family")
+  parser.add_argument(
+    "--checkpoint", required=True, help=".pth file (read with torch.load(weights_only=True))"
+  )
+  parser.add_argument("--out", required=True, help="output directory")
+  parser.add_argument(
+    "--variant", choices=["cnn14", "cnn10", "cnn6"], help="PANNs: check the detected variant"
+  )
+  parser.add_argument(
+    "--sample-rate", type=int, choices=[32000, 16000, 8000], help="PANNs: expected sample rate"
+  )
+  parser.add_argument(
+    "--input-frames", type=int, help="AST: lay pos_embed out for this many frames (1024 = as is)"
+  )
+  parser.add_argument(
+    "--keep-head", action=argparse.BooleanOptionalAction, default=True, help="keep the head"
+  )
+  parser.add_argument("--force", action="store_true", help="overwrite an existing converted directory")
+  args = parser.parse_args(argv)
+
+  try:
+    config, variables, detected = torch_weights.convert_checkpoint(
+      args.checkpoint,
+      args.kind,
+      keep_head=args.keep_head,
+      sample_rate=args.sample_rate,
+      input_frames=args.input_frames,
+    )
+  except torch_weights.CheckpointError as e:
+    print(f"error: {e}", file=sys.stderr)
+    return 2
+  if args.variant and detected.get("variant") != args.variant:
+    print(f"error: asked for {args.variant}, the checkpoint is {detected.get('variant')}", file=sys.stderr)
+    return 2
+  root = pretrained.save_converted(args.out, config, variables, detected=detected, force=args.force)
+  print(f"detected: {json.dumps(detected)}")
+  print(f"wrote {root}")
+  return 0
+
+
+if __name__ == "__main__":
+  sys.exit(main())

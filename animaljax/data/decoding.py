@@ -1,0 +1,138 @@
+"""Decode a source's clips in worker processes, in order, for the packer.
+
+Workers are started with "spawn": the parent may already hold TensorFlow or JAX threads, which a fork would
+copy in an undefined state. As with any spawn pool, a script that calls `pack` must guard its entry point with
+`if __name__ == "__main__":` (the `python -m animaljax.pack` CLI does).
+"""
+
+from __future__ import annotations
+
+import collections
+import multiprocessing
+import warnings
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+from animaljax.audio import io as audio_io
+from animaljax.data.sources.base import Example, Source
+
+# One decoded clip: (int16 (num_samples,) or None, rejection reason or "", warning messages).
+Result = tuple[np.ndarray | None, str, list[str]]
+
+_WORKER: dict[str, Any] = {}
+
+
+def _init_worker(source: Source, sample_rate: int, validation: dict[str, Any]) -> None:
+  # The source travels once per worker, not once per clip.
+  _WORKER.update(source=source, sample_rate=sample_rate, validation=validation)
+
+
+def decode_one(example: Example, source: Source, sample_rate: int, validation: dict[str, Any]) -> Result:
+  """Returns `(int16 (n,) or None, rejection reason or "", warning messages)`; never raises."""
+  with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    try:
+      wav = source.load(example, sample_rate, **validation)
+      out, reason = audio_io.to_int16(wav), ""
+    except audio_io.AudioError as err:
+      out, reason = None, err.reason
+    except Exception as err:  # noqa: BLE001 - one bad file must not stop the job; the reason is recorded
+      out, reason = None, f"{type(err).__name__}: {err}"
+  return out, reason, [str(w.message) for w in caught]
+
+
+def _decode_chunk(chunk: Sequence[Example]) -> list[Result]:
+  return [decode_one(e, _WORKER["source"], _WORKER["sample_rate"], _WORKER["validation"]) for e in chunk]
+
+
+class OrderedDecoder:
+  """A pool of `workers` spawned processes that decodes lists of clips and yields results in input order.
+
+  `workers <= 0` decodes in this process (debugging, tiny jobs). Use as a context manager, or call `close`.
+  """
+
+  def __init__(self, source: Source, sample_rate: int, validation: dict[str, Any], workers: int):
+    self._args = (source, sample_rate, validation)
+    self._workers = workers
+    self._pool = self._new_pool() if workers > 0 else None
+
+  def _new_pool(self) -> ProcessPoolExecutor:
+    return ProcessPoolExecutor(self._workers, multiprocessing.get_context("spawn"), _init_worker, self._args)
+
+  def _restart(self) -> None:
+    self._kill()
+    self._pool = self._new_pool()
+
+  def _kill(self) -> None:
+    """Kills the workers, then shuts the pool down.
+
+    Python 3.11's pool marks itself broken and SIGTERMs the workers it knows, but one spawned by a `submit`
+    racing with that stays blocked on a dead queue, and `shutdown` then waits on it forever (seen in the
+    crash test); killing every worker first makes the shutdown return.
+    """
+    for process in list((getattr(self._pool, "_processes", None) or {}).values()):
+      process.kill()
+    self._pool.shutdown(wait=True, cancel_futures=True)
+
+  def _isolated(self, example: Example) -> Result:
+    """Decodes one clip alone in the pool; the clip that kills its worker is rejected."""
+    try:
+      return self._pool.submit(_decode_chunk, [example]).result()[0]
+    except BrokenProcessPool:
+      self._restart()
+      return None, "the decoder crashed its worker process", []
+
+  def imap(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Result]]:
+    """Yields `(example, result)` for `examples`, in order.
+
+    At most `4 * workers` chunks are in flight, so decoded audio never piles up faster than it is consumed.
+    A worker that dies (a decoder segfault, the OOM killer) breaks the pool: the pool is restarted and every
+    clip that was in flight is decoded again one at a time, so only the clip that kills a worker again is
+    rejected, then pipelining resumes.
+    """
+    if self._pool is None:
+      for example in examples:
+        yield example, decode_one(example, *self._args)
+      return
+    chunksize = max(1, min(16, len(examples) // (self._workers * 8)))
+    chunks = [examples[i : i + chunksize] for i in range(0, len(examples), chunksize)]
+    pending: collections.deque = collections.deque()
+    next_chunk = 0
+    while next_chunk < len(chunks) or pending:
+      while next_chunk < len(chunks) and len(pending) < 4 * self._workers:
+        try:
+          pending.append((next_chunk, self._pool.submit(_decode_chunk, chunks[next_chunk])))
+        except BrokenProcessPool:  # a worker died already; the head future below reports it
+          break
+        next_chunk += 1
+      if not pending:  # broke before anything was queued
+        self._restart()
+        continue
+      index, future = pending.popleft()
+      try:
+        yield from zip(chunks[index], future.result(), strict=True)
+      except BrokenProcessPool:
+        self._restart()
+        in_flight = [index] + [i for i, _ in pending]
+        pending.clear()
+        for i in in_flight:
+          for example in chunks[i]:
+            yield example, self._isolated(example)
+
+  def close(self, kill: bool = False) -> None:
+    """Stops the workers: waits for idle ones to exit, or kills them (`kill=True`, after an error)."""
+    if self._pool is not None:
+      if kill:
+        self._kill()
+      else:
+        self._pool.shutdown(wait=True, cancel_futures=True)
+
+  def __enter__(self) -> OrderedDecoder:
+    return self
+
+  def __exit__(self, exc_type, *exc) -> None:
+    self.close(kill=exc_type is not None)

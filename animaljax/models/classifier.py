@@ -1,0 +1,181 @@
+"""Waveform classifier = front end (no params) + encoder (CNN or AST) + head, and its presets.
+
+`Classifier(config)(wave, train=..., feature_fn=...) -> (logits, out)`: the model takes raw waveforms, so
+training, export, enrolment and the demo share one forward pass; `out` always holds `"embedding"` and
+`"features"`.
+
+Written with flax **linen** (not NNX) on purpose: parameters and BatchNorm statistics are plain nested dicts,
+so jit with donation, sharding, orbax checkpoints, `jax.export` and the PANNs/AST weight converter all work on
+pytrees with no split/merge step. Param tree: `{"encoder": ..., "head": ...}`; batch_stats (CNN only):
+`{"encoder": ...}`.
+
+Precision: parameters are always fp32; layers compute in `config.dtype` (bf16 or fp32); the front end,
+BatchNorm statistics and normalisation, and the returned logits are fp32.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from animaljax.audio import frontend
+from animaljax.models.ast import Ast, AstConfig
+from animaljax.models.cnn14 import Cnn, CnnConfig
+
+EncoderConfig = CnnConfig | AstConfig
+FeatureFn = Callable[[jax.Array, jax.Array], jax.Array]
+
+_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class ClassifierConfig:
+  """A waveform classifier.
+
+  Attributes:
+    frontend: `LogMelConfig` (CNNs) or `FbankConfig` (AST).
+    encoder: `CnnConfig` or `AstConfig`.
+    num_classes: head size.
+    dtype: compute dtype, "float32" or "bfloat16" (parameters stay fp32).
+  """
+
+  frontend: frontend.FrontendConfig
+  encoder: EncoderConfig
+  num_classes: int
+  dtype: Literal["float32", "bfloat16"] = "float32"
+
+  def __post_init__(self):
+    if self.dtype not in _DTYPES:
+      raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
+    if self.num_classes < 1:
+      raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+    bins = frontend.num_bins(self.frontend)
+    if isinstance(self.encoder, AstConfig) and bins != self.encoder.num_mel_bins:
+      raise ValueError(f"front end gives {bins} bins, AST expects num_mel_bins={self.encoder.num_mel_bins}")
+
+
+class AstHead(nn.Module):
+  """AST's `mlp_head`: LayerNorm (torch default eps 1e-5) + Dense; names `norm`, `dense` (`mlp_head.0/1`)."""
+
+  num_classes: int
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
+    x = nn.LayerNorm(epsilon=1e-5, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, param_dtype=jnp.float32, name="dense")(x)
+
+
+class Classifier(nn.Module):
+  """Front end + encoder + head.
+
+  Call: `wave (batch, time) int16 | float -> (logits (batch, num_classes) fp32, out)` with
+  `out["features"]` the front-end output `(batch, frames, bins)` fp32 (after `feature_fn`),
+  `out["embedding"]` `(batch, D)` (2048 for CNN14, 768 for AST-base) and the encoder's other outputs.
+
+  Args:
+    train: dropout on, BatchNorm on batch statistics (apply with `mutable=["batch_stats"]` and a "dropout"
+      rng).
+    feature_fn: optional `(features, rng) -> features` applied in train mode only, right after the front end
+      (SpecAugment, mixup, ...); its rng comes from `self.make_rng("augment")`.
+  """
+
+  config: ClassifierConfig
+
+  @nn.compact
+  def __call__(
+    self, wave: jax.Array, *, train: bool = False, feature_fn: FeatureFn | None = None
+  ) -> tuple[jax.Array, dict[str, jax.Array]]:
+    cfg = self.config
+    dtype = _DTYPES[cfg.dtype]
+    features = self._features(wave, train)
+    if train and feature_fn is not None:
+      features = feature_fn(features, self.make_rng("augment"))
+
+    if isinstance(cfg.encoder, CnnConfig):
+      out = Cnn(cfg.encoder, dtype=dtype, name="encoder")(features, train=train)
+      # PANNs' last dropout sits between fc1 and the head; the embedding itself is returned undropped.
+      x = nn.Dropout(0.5, deterministic=not (train and cfg.encoder.dropout))(out["embedding"])
+      logits = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(x)
+    elif isinstance(cfg.encoder, AstConfig):
+      out = Ast(cfg.encoder, dtype=dtype, name="encoder")(features, train=train)
+      logits = AstHead(cfg.num_classes, dtype=dtype, name="head")(out["embedding"])
+    else:
+      raise TypeError(f"unknown encoder config {type(cfg.encoder).__name__}; expected CnnConfig or AstConfig")
+    return logits.astype(jnp.float32), {**out, "features": features}
+
+  def _features(self, wave: jax.Array, train: bool) -> jax.Array:
+    fe = self.config.frontend
+    if getattr(fe, "dither", 0.0) > 0.0:
+      if not train:  # dither is a training-time augmentation; eval stays deterministic
+        return frontend.features(wave, dataclasses.replace(fe, dither=0.0))
+      return frontend.features(wave, fe, key=self.make_rng("augment"))
+    return frontend.features(wave, fe)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Factory and presets
+# ----------------------------------------------------------------------------------------------------------------
+ENCODERS: dict[str, Callable[..., EncoderConfig]] = {
+  "cnn6": lambda **kw: CnnConfig(variant="cnn6", **kw),
+  "cnn10": lambda **kw: CnnConfig(variant="cnn10", **kw),
+  "cnn14": lambda **kw: CnnConfig(variant="cnn14", **kw),
+  "ast": AstConfig,
+}
+
+
+def encoder_config(name: str, **overrides) -> EncoderConfig:
+  """The encoder config for a name in `ENCODERS`, e.g. `encoder_config("cnn14", width=0.5)`."""
+  if name not in ENCODERS:
+    raise ValueError(f"unknown encoder {name!r}; valid names: {', '.join(sorted(ENCODERS))}")
+  return ENCODERS[name](**overrides)
+
+
+def make_model(config: ClassifierConfig) -> Classifier:
+  """The classifier for a config (the one place a trainer, exporter or CLI builds a model)."""
+  if not isinstance(config.encoder, CnnConfig | AstConfig):
+    raise TypeError(f"unknown encoder config {type(config.encoder).__name__}; valid: {sorted(ENCODERS)}")
+  return Classifier(config)
+
+
+def cnn14_config(
+  num_classes: int,
+  sample_rate: int = 32000,
+  width: float = 1.0,
+  *,
+  variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14",
+  dropout: bool = True,
+  dtype: Literal["float32", "bfloat16"] = "float32",
+) -> ClassifierConfig:
+  """PANNs CNN (default CNN14) on PANNs' log-mel at 32 kHz or 16 kHz."""
+  presets = {32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k}
+  if sample_rate not in presets:
+    raise ValueError(f"PANNs front ends exist for sample rates {sorted(presets)}, got {sample_rate}")
+  encoder = encoder_config(variant, width=width, dropout=dropout)
+  return ClassifierConfig(presets[sample_rate](), encoder, num_classes, dtype)
+
+
+def ast_config(
+  num_classes: int,
+  size: Literal["tiny", "small", "base"] = "base",
+  clip_seconds: float = 10.0,
+  *,
+  depth: int | None = None,
+  dtype: Literal["float32", "bfloat16"] = "float32",
+) -> ClassifierConfig:
+  """AST on its Kaldi fbank recipe (16 kHz, 128 bins); the positional grid is laid out for `clip_seconds`.
+
+  A 10 s clip gives 998 frames (99 time patches) rather than AST's padded 1024 (101); the converter adapts an
+  AudioSet checkpoint's grid with `resize_pos_embed` (centre cut), as AST does for other lengths.
+  """
+  fbank = frontend.FbankConfig.ast()
+  frames = frontend.num_frames(round(clip_seconds * fbank.sample_rate), fbank)
+  if frames < 1:
+    raise ValueError(f"clip of {clip_seconds} s gives no fbank frame")
+  encoder = AstConfig(size=size, input_frames=frames, num_mel_bins=fbank.num_mel_bins, depth=depth)
+  return ClassifierConfig(fbank, encoder, num_classes, dtype)

@@ -1,0 +1,201 @@
+"""Converted PANNs/AST weights on disk, and ready-to-call pretrained taggers.
+
+A converted directory holds `model.json` (the ClassifierConfig, label names and what the converter detected)
+and `variables/`, an orbax StandardCheckpointer checkpoint of `{"params": ..., "batch_stats": ...}`
+(`batch_stats` only for CNNs). `load_converted(dir)` gives `(ClassifierConfig, variables)` for `init_from`;
+`load_panns(path)` / `load_ast(path)` give a jitted `wave (batch, time) -> {"probs", "logits", "embedding"}`
+from either a `.pth` (converted in memory; needs torch) or a converted directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+from collections.abc import Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from animaljax.audio import frontend
+from animaljax.models.ast import Ast, AstConfig
+from animaljax.models.classifier import AstHead, ClassifierConfig, make_model
+from animaljax.models.cnn14 import CnnConfig
+
+_VARIABLES = "variables"
+_CONFIG = "model.json"
+_FRONTENDS = {"logmel": frontend.LogMelConfig, "fbank": frontend.FbankConfig}
+_ENCODERS = {"cnn": CnnConfig, "ast": AstConfig}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# ClassifierConfig <-> JSON
+# ----------------------------------------------------------------------------------------------------------------
+def config_to_dict(config: ClassifierConfig) -> dict:
+  """A JSON-able dict: `{"frontend": {"kind", ...fields}, "encoder": {"kind", ...}, "num_classes", "dtype"}`."""
+  fe_kind = {v: k for k, v in _FRONTENDS.items()}[type(config.frontend)]
+  enc_kind = {v: k for k, v in _ENCODERS.items()}[type(config.encoder)]
+  return {
+    "frontend": {"kind": fe_kind, **dataclasses.asdict(config.frontend)},
+    "encoder": {"kind": enc_kind, **dataclasses.asdict(config.encoder)},
+    "num_classes": config.num_classes,
+    "dtype": config.dtype,
+  }
+
+
+def config_from_dict(d: dict) -> ClassifierConfig:
+  """Inverse of `config_to_dict`; unknown kinds or fields raise ValueError/TypeError."""
+  fe, enc = dict(d["frontend"]), dict(d["encoder"])
+  fe_cls, enc_cls = _FRONTENDS.get(fe.pop("kind")), _ENCODERS.get(enc.pop("kind"))
+  if fe_cls is None or enc_cls is None:
+    raise ValueError(f"unknown front end or encoder kind in {d}")
+  return ClassifierConfig(fe_cls(**fe), enc_cls(**enc), int(d["num_classes"]), d.get("dtype", "float32"))
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Converted directories
+# ----------------------------------------------------------------------------------------------------------------
+def save_converted(
+  directory: str | os.PathLike,
+  config: ClassifierConfig,
+  variables: dict,
+  *,
+  labels: list[str] | None = None,
+  detected: dict | None = None,
+  force: bool = False,
+) -> pathlib.Path:
+  """Writes `model.json` + `variables/` (orbax) under `directory`; returns its absolute path.
+
+  `labels` default to `class_0 ..` (AudioSet's names are not shipped); `detected` is stored as "source".
+  """
+  import orbax.checkpoint as ocp
+
+  root = pathlib.Path(directory).absolute()
+  if (root / _CONFIG).exists() and not force:
+    raise FileExistsError(f"{root} already holds a converted model (pass force=True to overwrite)")
+  root.mkdir(parents=True, exist_ok=True)
+  has_head = "head" in variables["params"]
+  meta = {
+    **config_to_dict(config),
+    "has_head": has_head,
+    "labels": list(labels) if labels is not None else [f"class_{i}" for i in range(config.num_classes)],
+    "source": detected or {},
+  }
+  if len(meta["labels"]) != config.num_classes:
+    raise ValueError(f"{len(meta['labels'])} labels for {config.num_classes} classes")
+  state = {k: v for k, v in variables.items() if v}  # orbax cannot store an empty batch_stats
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(root / _VARIABLES, jax.tree.map(np.asarray, state), force=force)
+  (root / _CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+  return root
+
+
+def read_metadata(directory: str | os.PathLike) -> dict:
+  """The `model.json` of a converted directory."""
+  path = pathlib.Path(directory) / _CONFIG
+  if not path.is_file():
+    raise FileNotFoundError(f"{directory} is not a converted model directory (no {_CONFIG})")
+  return json.loads(path.read_text())
+
+
+def load_converted(directory: str | os.PathLike, *, keep_head: bool = True) -> tuple[ClassifierConfig, dict]:
+  """A converted directory -> (ClassifierConfig, variables) with numpy leaves; `keep_head=False` drops `head`."""
+  import orbax.checkpoint as ocp
+
+  root = pathlib.Path(directory).absolute()
+  meta = read_metadata(root)
+  config = config_from_dict(meta)
+  if keep_head and not meta.get("has_head", True):
+    raise ValueError(f"{root} was converted without its head; load it with keep_head=False")
+  with ocp.StandardCheckpointer() as ckpt:
+    state = ckpt.restore(root / _VARIABLES)
+  variables = jax.tree.map(np.asarray, dict(state))
+  if not keep_head:
+    variables["params"] = {k: v for k, v in variables["params"].items() if k != "head"}
+  return config, variables
+
+
+def load_pretrained(
+  path: str | os.PathLike, *, keep_head: bool = True, input_frames: int | None = None, kind: str | None = None
+) -> tuple[ClassifierConfig, dict]:
+  """A `.pth` (converted in memory) or a converted directory -> (ClassifierConfig, variables).
+
+  `input_frames` (AST only) re-lays the positional embedding for that many frames in either case.
+  """
+  if pathlib.Path(path).is_dir():
+    config, variables = load_converted(path, keep_head=keep_head)
+    if input_frames is not None:
+      config, variables = _relayout_ast(config, variables, input_frames)
+    return config, variables
+  from animaljax.models import torch_weights
+
+  config, variables, _ = torch_weights.convert_checkpoint(
+    path, kind, keep_head=keep_head, input_frames=input_frames
+  )
+  return config, variables
+
+
+def _relayout_ast(config: ClassifierConfig, variables: dict, frames: int) -> tuple[ClassifierConfig, dict]:
+  from animaljax.models.ast import resize_pos_embed
+
+  if not isinstance(config.encoder, AstConfig):
+    raise ValueError("input_frames applies to AST models only")
+  encoder = dataclasses.replace(config.encoder, input_frames=frames)
+  enc = dict(variables["params"]["encoder"])
+  enc["pos_embed"] = np.asarray(
+    resize_pos_embed(jnp.asarray(enc["pos_embed"]), config.encoder.grid, encoder.grid)
+  )
+  params = {**variables["params"], "encoder": enc}
+  return dataclasses.replace(config, encoder=encoder), {**variables, "params": params}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Ready-to-call taggers
+# ----------------------------------------------------------------------------------------------------------------
+Tagger = Callable[[jax.Array], dict[str, jax.Array]]
+
+
+def load_panns(path: str | os.PathLike) -> Tagger:
+  """PANNs tagger: float waveform (batch, time) at the checkpoint's sample rate (`tagger.config.frontend`) ->
+  `{"probs": sigmoid (batch, classes), "logits", "embedding" (batch, D)}`, jitted."""
+  config, variables = load_pretrained(path, kind="panns")
+  if not isinstance(config.encoder, CnnConfig):
+    raise ValueError(f"{path} is not a PANNs model")
+  model = make_model(config)
+
+  @jax.jit
+  def tag(wave: jax.Array) -> dict[str, jax.Array]:
+    logits, out = model.apply(variables, wave, train=False)
+    return {"probs": jax.nn.sigmoid(logits), "logits": logits, "embedding": out["embedding"]}
+
+  tag.config = config  # type: ignore[attr-defined]
+  return tag
+
+
+def load_ast(path: str | os.PathLike, input_frames: int = 1024) -> Tagger:
+  """AST tagger with AST's own inference recipe: 16 kHz float waveform (batch, time) in [-1, 1] -> fbank
+  (`FbankConfig.ast()`) zero-padded (before normalisation, as AST) or cut to `input_frames` -> encoder ->
+  `mlp_head`; returns `{"probs": sigmoid (batch, classes), "logits", "embedding" (batch, D)}`, jitted."""
+  config, variables = load_pretrained(path, input_frames=input_frames, kind="ast")
+  if not isinstance(config.encoder, AstConfig):
+    raise ValueError(f"{path} is not an AST model")
+  fe = config.frontend
+  encoder, head = Ast(config.encoder), AstHead(config.num_classes)
+  enc_vars = {"params": variables["params"]["encoder"]}
+  head_vars = {"params": variables["params"]["head"]}
+  # AST pads the raw log fbank with zeros, then normalises: the padding value is the normalised zero.
+  pad_value = (0.0 - fe.mean) / (2.0 * fe.std) if fe.normalize else 0.0
+
+  @jax.jit
+  def tag(wave: jax.Array) -> dict[str, jax.Array]:
+    feats = frontend.features(wave, fe)[:, :input_frames]
+    if feats.shape[1] < input_frames:
+      feats = jnp.pad(feats, ((0, 0), (0, input_frames - feats.shape[1]), (0, 0)), constant_values=pad_value)
+    out = encoder.apply(enc_vars, feats, train=False)
+    logits = head.apply(head_vars, out["embedding"]).astype(jnp.float32)
+    return {"probs": jax.nn.sigmoid(logits), "logits": logits, "embedding": out["embedding"]}
+
+  tag.config = config  # type: ignore[attr-defined]
+  return tag

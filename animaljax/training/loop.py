@@ -1,0 +1,251 @@
+"""The one training loop: mesh, sharded batches, the jitted step, logging, evaluation, checkpoints, resume.
+
+A trainer (supervised now; SimCLR and ProtoNet later) supplies a `Task`: how to build the initial state, a
+pure train step, a pure eval step and a host-side summary of the evaluation outputs. `run` does the rest:
+
+* a `jax.sharding.Mesh` over every device with one `data` axis; each batch is sharded along it
+  (`make_array_from_process_local_data`, so every process feeds only its own rows), the state is replicated;
+* the train step is one `jax.jit` with the state donated; metrics stay on the device and are fetched every
+  `log_every` steps (and before any checkpoint or evaluation), so the host rarely stalls the device;
+* a non-finite loss stops the run before anything is saved, naming the step and the last good checkpoint;
+* evaluation every `eval_every` steps over a padded, masked split (every example counted exactly once); the
+  best state by `metric` is kept in `<workdir>/best`;
+* restart: if `<workdir>/checkpoints` holds a checkpoint, the state and the data iterator continue from it,
+  and `train_log.jsonl` is cut back to that step, so a resumed run logs what an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import json
+import math
+import pathlib
+import sys
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import jax
+import numpy as np
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+
+from animaljax.checkpoint import Checkpointer
+
+# Metrics where smaller is better; every other metric is maximised.
+_MINIMISE = ("loss",)
+
+
+class NonFiniteLossError(FloatingPointError):
+  """Raised when the training loss (or gradient norm) stops being finite."""
+
+
+@dataclasses.dataclass
+class Task:
+  """What a trainer plugs into `run`.
+
+  Attributes:
+    init_state: `() -> state` on the host (the loop replicates it over the mesh).
+    train_step: pure `(state, batch) -> (state, metrics)`; `batch` holds the `device_keys` arrays, sharded
+      along the batch; `metrics` is a dict of scalars and must include "loss".
+    eval_step: pure `(state, batch) -> outputs`, each output `(batch, ...)`; must include "mask".
+    summarize: host `(outputs concatenated over the split, padding rows removed) -> metrics dict`.
+    train_batches: iterable of host batches (numpy dicts, this process's rows); its iterator must support
+      grain's `get_state`/`set_state`.
+    eval_batches: `() -> iterable of host batches` for one pass over the evaluation split, or None.
+    on_eval: optional `(step, metrics) -> None` (writes report files).
+    device_keys: batch fields moved to the devices (the rest, like "index", stay on the host).
+  """
+
+  init_state: Callable[[], Any]
+  train_step: Callable[[Any, dict], tuple[Any, dict]]
+  eval_step: Callable[[Any, dict], dict]
+  summarize: Callable[[dict[str, np.ndarray]], dict]
+  train_batches: Iterable[dict[str, np.ndarray]]
+  eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None
+  on_eval: Callable[[int, dict], None] | None = None
+  device_keys: tuple[str, ...] = ("audio", "label", "mask")
+
+
+@dataclasses.dataclass(frozen=True)
+class LoopConfig:
+  """The loop's own settings (taken from the experiment config by the trainer)."""
+
+  steps: int
+  global_batch_size: int
+  eval_every: int
+  checkpoint_every: int
+  keep: int = 2
+  async_save: bool = True
+  metric: str = "accuracy"
+  log_every: int = 10
+  log_indices: bool = False
+  halt_after: int = 0
+
+
+def make_mesh() -> Mesh:
+  """A 1-D mesh over every device of every process, axis `data` (room for an `fsdp` axis later)."""
+  return Mesh(np.asarray(jax.devices()), ("data",))
+
+
+def check_batch_size(global_batch_size: int, what: str = "train.batch_size") -> int:
+  """The per-process batch; ValueError unless the global batch splits evenly over devices and processes."""
+  devices, processes = jax.device_count(), jax.process_count()
+  if global_batch_size <= 0 or global_batch_size % devices:
+    raise ValueError(
+      f"{what}={global_batch_size} must be a positive multiple of the device count ({devices} devices over "
+      f"{processes} process(es)); try {max(devices, global_batch_size // devices * devices)}"
+    )
+  return global_batch_size // processes
+
+
+def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, keys: Iterable[str]) -> dict[str, jax.Array]:
+  """This process's rows -> global arrays sharded along `data` (rows of all processes, in process order)."""
+  sharding = NamedSharding(mesh, P("data"))
+  return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
+
+
+def _is_better(value: float, best: float | None, metric: str) -> bool:
+  if best is None:
+    return True
+  return value < best if metric in _MINIMISE else value > best
+
+
+def _say(bar, text: str) -> None:
+  if jax.process_index() == 0:
+    (bar.write if bar is not None else print)(text, file=sys.stderr)
+
+
+def _truncate_log(path: pathlib.Path, step: int) -> None:
+  """Keeps only the lines of steps <= `step` (a resumed run re-does the later ones)."""
+  if not path.is_file():
+    return
+  keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+  path.write_text("".join(line + "\n" for line in keep))
+
+
+def evaluate(task: Task, state: Any, eval_step: Callable, mesh: Mesh) -> dict:
+  """One pass over `task.eval_batches()`: gathers the outputs, drops padding rows, summarises."""
+  outputs: dict[str, list[np.ndarray]] = collections.defaultdict(list)
+  for batch in task.eval_batches():
+    out = jax.device_get(eval_step(state, shard_batch(batch, mesh, task.device_keys)))
+    for k, v in out.items():
+      outputs[k].append(np.asarray(v))
+  joined = {k: np.concatenate(v) for k, v in outputs.items()}
+  mask = joined.pop("mask").astype(bool)
+  return task.summarize({k: v[mask] for k, v in joined.items()})
+
+
+def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
+  """Trains to `cfg.steps` (resuming from the workdir's last checkpoint); returns the final metrics.
+
+  Returns:
+    The last evaluation's metrics plus `step`, `train_loss` (mean of the last logged window), `best`
+    (`{"step", "metric", "value", "path"}`) and `wall_s`.
+  Raises:
+    NonFiniteLossError: the loss or gradient norm became NaN/inf; nothing from that step on is saved.
+  """
+  from tqdm.auto import tqdm
+
+  t_start = time.perf_counter()
+  workdir = pathlib.Path(workdir).absolute()
+  mesh = make_mesh()
+  check_batch_size(cfg.global_batch_size)
+  replicated = NamedSharding(mesh, P())
+  state = jax.device_put(task.init_state(), replicated)
+  train_iter = iter(task.train_batches)
+  ckpt = Checkpointer(workdir, every_steps=cfg.checkpoint_every, keep=cfg.keep, async_save=cfg.async_save)
+  log_path = workdir / "train_log.jsonl"
+  start = 0
+  last_good = ckpt.latest_step()
+  if last_good is not None:
+    state = ckpt.restore(state, train_iter, last_good)
+    start = int(jax.device_get(state.step))
+  if jax.process_index() == 0:
+    _truncate_log(log_path, start)
+  best = ckpt.best()
+  best_value = best["value"] if best else None
+
+  train_step = jax.jit(task.train_step, donate_argnums=0, out_shardings=(replicated, replicated))
+  eval_step = jax.jit(task.eval_step, out_shardings=replicated)  # replicated: every process can read it
+
+  show = jax.process_index() == 0
+  bar = tqdm(
+    total=cfg.steps, initial=start, unit="step", dynamic_ncols=True, disable=not show, file=sys.stderr
+  )
+  if start:
+    _say(bar, f"resumed from {ckpt.path(start)} at step {start}")
+  pending: list[tuple[int, Any, list[int] | None]] = []
+  window_losses: list[float] = []
+  t_window, clips_window = time.perf_counter(), 0
+  metrics: dict = {}
+
+  def flush() -> None:
+    """Fetches the pending steps' metrics, stops on a non-finite loss, logs, updates the bar."""
+    nonlocal t_window, clips_window
+    fetched = jax.device_get([m for _, m, _ in pending])
+    lines = []
+    for (step, _, index), m in zip(pending, fetched, strict=True):
+      m = {k: float(v) for k, v in m.items()}
+      bad = [k for k in ("loss", "grad_norm") if k in m and not math.isfinite(m[k])]
+      if bad:
+        raise NonFiniteLossError(
+          f"non-finite {bad[0]} ({m[bad[0]]}) at step {step}: training stopped, nothing saved from this step on. "
+          f"Last good checkpoint: {ckpt.path(last_good)}"
+          + (f" (step {last_good}); re-running the same command resumes from it" if last_good else "")
+          + ". Lower train.lr, raise train.warmup_steps or set train.grad_clip."
+        )
+      window_losses.append(m["loss"])
+      lines.append(json.dumps({"step": step, **m, **({"index": index} if index is not None else {})}))
+    if show and lines:
+      with log_path.open("a") as f:
+        f.write("\n".join(lines) + "\n")
+      dt = max(time.perf_counter() - t_window, 1e-9)
+      bar.set_postfix(loss=f"{np.mean(window_losses[-len(lines) :]):.4f}", clips_s=f"{clips_window / dt:.1f}")
+      bar.update(len(lines))
+    pending.clear()
+    t_window, clips_window = time.perf_counter(), 0
+
+  try:
+    for step in range(start + 1, cfg.steps + 1):
+      batch = next(train_iter)
+      state, step_metrics = train_step(state, shard_batch(batch, mesh, task.device_keys))
+      index = [int(i) for i in batch["index"]] if cfg.log_indices and "index" in batch else None
+      pending.append((step, step_metrics, index))
+      clips_window += cfg.global_batch_size
+      last = step == cfg.steps
+      save_due = step % cfg.checkpoint_every == 0 or last
+      eval_due = task.eval_batches is not None and (step % cfg.eval_every == 0 or last)
+      halt = cfg.halt_after and step == cfg.halt_after
+      if step % cfg.log_every == 0 or save_due or eval_due or halt:
+        flush()
+      if halt:  # a simulated crash: no save of this step, nothing more
+        _say(bar, f"halting after step {step} (train.halt_after)")
+        break
+      if save_due:
+        if ckpt.save(step, state, train_iter, force=last):
+          last_good = step
+      if eval_due:
+        metrics = evaluate(task, state, eval_step, mesh)
+        value = metrics.get(cfg.metric)
+        if value is None:
+          raise ValueError(f"eval.metric {cfg.metric!r} is not computed; choose one of {sorted(metrics)}")
+        if _is_better(value, best_value, cfg.metric):
+          best_value = value
+          ckpt.save_best(step, state, cfg.metric, value)
+        if task.on_eval is not None and jax.process_index() == 0:
+          task.on_eval(step, metrics)
+        summary = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
+        _say(bar, f"eval step {step}: {summary}  (best {cfg.metric}={best_value:.4f})")
+  finally:
+    bar.close()
+    ckpt.wait()
+    ckpt.close()
+  return {
+    **metrics,
+    "step": int(jax.device_get(state.step)),
+    "train_loss": float(np.mean(window_losses[-max(cfg.log_every, 1) :])) if window_losses else None,
+    "best": ckpt.best(),
+    "wall_s": time.perf_counter() - t_start,
+  }
