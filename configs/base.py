@@ -11,6 +11,7 @@ import ml_collections
 
 def get_config() -> ml_collections.ConfigDict:
   c = ml_collections.ConfigDict()
+  c.trainer = "supervised"  # supervised | simclr | protonet (animaljax.train picks it from an explicit dict)
 
   c.data = ml_collections.ConfigDict()
   c.data.dir = ""  # packed dataset folder; "" = <workdir>/../packed/<source> (packed on first use)
@@ -60,6 +61,10 @@ def get_config() -> ml_collections.ConfigDict:
   c.train.loss = "softmax"  # softmax | bce | focal
   c.train.focal_gamma = 2.0
   c.train.class_weights = "none"  # none | balanced (inverse training-split class frequency)
+  c.train.sampling = (
+    "uniform"  # uniform | balanced (draw examples with weight 1/count(class), with replacement)
+  )
+  c.train.on_nonfinite = "stop"  # stop | skip (keep the previous params/optimizer state for that step)
   c.train.seed = 0
   c.train.log_every = 10  # steps between host syncs (loss check, progress bar, train_log.jsonl)
   c.train.log_indices = False  # log each step's data `index` to train_log.jsonl (tests the data order)
@@ -69,6 +74,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.eval.every_steps = 200
   c.eval.metric = "accuracy"  # accuracy | macro_f1 | weighted_f1 | mAP | loss: picks the best checkpoint
   c.eval.batch_size = 32
+  c.eval.early_stopping_patience = 0  # stop after this many evaluations without a better eval.metric; 0 = off
 
   c.checkpoint = ml_collections.ConfigDict()
   c.checkpoint.every_steps = 200

@@ -34,5 +34,7 @@ def esc50_root() -> pathlib.Path:
   """The ESC-50 animal subset (400 FLAC clips, 10 classes, 5 folds) or a clear skip."""
   root = SHARED_DATA / "esc50-animals"
   if not (root / "meta" / "esc50.csv").is_file() or not (root / "audio").is_dir():
-    pytest.skip(f"real ESC-50 animal clips not found at {root} (set ANIMALJAX_SHARED_DATA to the shared/data folder)")
+    pytest.skip(
+      f"real ESC-50 animal clips not found at {root} (set ANIMALJAX_SHARED_DATA to the shared/data folder)"
+    )
   return root

@@ -14,6 +14,10 @@ Order: every process draws the same permutation of the whole split for each epoc
 keeps every `process_count`-th entry starting at `process_index`, so processes split each epoch exactly and
 the order does not depend on worker counts. A random crop's offset is a hash of `(seed, epoch, example)`.
 So a run is reproducible from the seed, and a restored iterator continues with the same batches and crops.
+
+Class-balanced sampling (`sampling="balanced"`, training only): each epoch's order is instead `n` draws with
+replacement, example `i` with probability proportional to `1 / count(label_i)`, from the same `(seed, epoch)`
+generator, sharded and resumable exactly like the permutation.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from animaljax.data import records
 from animaljax.data.shard_source import PackedDataset
 
 _CROPS = ("random", "center", "start")
+SAMPLING = ("uniform", "balanced")
 
 
 def crop_or_pad(audio: np.ndarray, length: int, mode: str, key: tuple[int, ...] = ()) -> np.ndarray:
@@ -88,10 +93,29 @@ class _Order:
   clip; a cached `np.random.Generator.permutation` is ~1 ms per epoch for 100k examples.
   """
 
-  def __init__(self, n: int, rows_per_epoch: int, shuffle: bool, seed: int, index: int, count: int):
+  def __init__(
+    self,
+    n: int,
+    rows_per_epoch: int,
+    shuffle: bool,
+    seed: int,
+    index: int,
+    count: int,
+    weights: np.ndarray | None = None,
+  ):
     self.n, self.rows_per_epoch, self.shuffle, self.seed = n, rows_per_epoch, shuffle, seed
     self.index, self.count = index, count
+    self.weights = (
+      weights  # (n,) sampling probabilities (sum 1): draws with replacement instead of a permutation
+    )
     self._cache: tuple[int, np.ndarray] | None = None
+
+  def _draw(self, epoch: int) -> np.ndarray:
+    """Epoch `epoch`'s order over all processes: (n,) example ids."""
+    rng = np.random.default_rng([self.seed, epoch])
+    if self.weights is None:
+      return rng.permutation(self.n)
+    return rng.choice(self.n, size=self.n, replace=True, p=self.weights)
 
   def epoch(self, position: int) -> int:
     return position // max(self.rows_per_epoch, 1)
@@ -106,10 +130,7 @@ class _Order:
     cache = self._cache  # one read: another reader thread may swap it
     if cache is None or cache[0] != epoch:
       dtype = np.int32 if self.n < 2**31 else np.int64
-      cache = self._cache = (
-        epoch,
-        np.random.default_rng([self.seed, epoch]).permutation(self.n).astype(dtype),
-      )
+      cache = self._cache = (epoch, self._draw(epoch).astype(dtype))
     return int(cache[1][g])
 
   def __getstate__(self):
@@ -224,6 +245,7 @@ def make_loader(
   prefetch_batches: int = 4,
   drop_remainder: bool | None = None,
   tune_malloc: bool = True,
+  sampling: str = "uniform",
 ) -> Loader:
   """Builds the batch iterator over a packed split.
 
@@ -253,6 +275,8 @@ def make_loader(
       `train`. Evaluation pads every process to the same number of batches so multi-host steps line up.
     tune_malloc: raise glibc's mmap and trim thresholds in this process and the workers (see
       `raise_malloc_thresholds`); 2.5x the throughput here.
+    sampling: `uniform` (each epoch a permutation) or `balanced` (training only: each epoch `n` draws with
+      replacement weighted by `1 / count(class)`, so classes come up about equally often).
 
   Returns:
     A `Loader`; iterating yields `{"audio": int16 (B, T), "label": int32 (B,), "mask": bool (B,),
@@ -271,6 +295,10 @@ def make_loader(
     raise ValueError("windows=True is an evaluation mode; use train=False")
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
+  if sampling not in SAMPLING:
+    raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLING)}")
+  if sampling == "balanced" and not train:
+    raise ValueError("sampling='balanced' is a training mode; evaluation reads every example once")
   drop_remainder = train if drop_remainder is None else drop_remainder
   num_epochs = num_epochs if num_epochs is not None else (None if train else 1)
   if shard_by_process and (process_index is None or process_count is None):
@@ -289,7 +317,8 @@ def make_loader(
   # Training: this process's share of each epoch. Evaluation: ceil(n / processes) rows on every process,
   # padded with -1, so all processes yield the same number of batches and multi-host steps line up.
   rows_per_epoch = len(range(process_index, n, process_count)) if train else math.ceil(n / process_count)
-  order = _Order(n, rows_per_epoch, train, seed, process_index, process_count)
+  weights = balanced_weights(split_labels(source)) if sampling == "balanced" else None
+  order = _Order(n, rows_per_epoch, train, seed, process_index, process_count, weights)
   positions = grain.MapDataset.range(rows_per_epoch).repeat(num_epochs)
   collate = _Collate(batch_size, length)
   if windows:
@@ -351,6 +380,26 @@ def raise_malloc_thresholds(mmap_threshold: int = 64 << 20, trim_threshold: int 
 def _init_worker(worker_index: int, worker_count: int) -> None:
   del worker_index, worker_count
   raise_malloc_thresholds()
+
+
+def split_labels(source) -> np.ndarray:
+  """The `label` of every record of a source, (n,) int64, by parsing each record once.
+
+  The summary only has per-class counts; reading the records costs one pass over the split (~0.1 ms a 5 s
+  clip, measured by the loader benchmark), paid once when the loader is built.
+  """
+  return np.fromiter(
+    (records.parse_example(source[i])["label"] for i in range(len(source))), np.int64, len(source)
+  )
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+  """(n,) labels -> (n,) probabilities proportional to `1 / count(label)`: every class (unlabelled `-1`
+  clips counting as one more class) is drawn equally often in expectation."""
+  labels = np.asarray(labels)
+  _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+  weights = 1.0 / counts[inverse]
+  return weights / weights.sum()
 
 
 def _is_example(example: int) -> bool:

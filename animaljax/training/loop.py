@@ -7,9 +7,13 @@ pure train step, a pure eval step and a host-side summary of the evaluation outp
   (`make_array_from_process_local_data`, so every process feeds only its own rows), the state is replicated;
 * the train step is one `jax.jit` with the state donated; metrics stay on the device and are fetched every
   `log_every` steps (and before any checkpoint or evaluation), so the host rarely stalls the device;
-* a non-finite loss stops the run before anything is saved, naming the step and the last good checkpoint;
+* a non-finite loss stops the run before anything is saved, naming the step and the last good checkpoint
+  (`on_nonfinite="stop"`), or (`"skip"`) the jitted step keeps the old params/optimizer state for that step
+  and the loop counts and logs the skipped steps;
+* TensorBoard scalars (train loss, lr, grad norm, clips/s; every eval metric) in `<workdir>/tensorboard`;
 * evaluation every `eval_every` steps over a padded, masked split (every example counted exactly once); the
-  best state by `metric` is kept in `<workdir>/best`;
+  best state by `metric` is kept in `<workdir>/best`; optional early stopping after `early_stopping_patience`
+  evaluations without improvement;
 * restart: if `<workdir>/checkpoints` holds a checkpoint, the state and the data iterator continue from it,
   and `train_log.jsonl` is cut back to that step, so a resumed run logs what an uninterrupted one would.
 """
@@ -27,14 +31,18 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from animaljax.checkpoint import Checkpointer
+from animaljax.training.distributed import gather_rows
+from animaljax.training.report import EventWriter
 
 # Metrics where smaller is better; every other metric is maximised.
 _MINIMISE = ("loss",)
+ON_NONFINITE = ("stop", "skip")
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -82,6 +90,9 @@ class LoopConfig:
   log_every: int = 10
   log_indices: bool = False
   halt_after: int = 0
+  on_nonfinite: str = "stop"  # "stop" | "skip" (see `skip_nonfinite`)
+  early_stopping_patience: int = 0  # evaluations without improvement of `metric` before stopping; 0 = off
+  tensorboard: bool = True
 
 
 def make_mesh() -> Mesh:
@@ -106,6 +117,26 @@ def shard_batch(batch: dict[str, np.ndarray], mesh: Mesh, keys: Iterable[str]) -
   return {k: jax.make_array_from_process_local_data(sharding, batch[k]) for k in keys}
 
 
+def skip_nonfinite(train_step: Callable[[Any, dict], tuple[Any, dict]]) -> Callable:
+  """Wraps a pure train step so a step whose loss or gradient norm is not finite changes nothing but `step`.
+
+  Selection happens inside the jitted step (`jnp.where` on every leaf, as `optax.apply_if_finite` does for
+  updates), so params, BatchNorm statistics and optimizer moments stay those of the last finite step while
+  the step counter (and so the data order and the lr schedule) moves on. The metrics gain `skipped` (0/1).
+  The state must be a flax struct with a `step` field.
+  """
+
+  def step(state: Any, batch: dict) -> tuple[Any, dict]:
+    new_state, metrics = train_step(state, batch)
+    ok = jnp.isfinite(metrics["loss"])
+    if "grad_norm" in metrics:
+      ok &= jnp.isfinite(metrics["grad_norm"])
+    kept = jax.tree.map(lambda new, old: jnp.where(ok, new, old), new_state, state)
+    return kept.replace(step=new_state.step), {**metrics, "skipped": (~ok).astype(jnp.float32)}
+
+  return step
+
+
 def _is_better(value: float, best: float | None, metric: str) -> bool:
   if best is None:
     return True
@@ -121,7 +152,13 @@ def _truncate_log(path: pathlib.Path, step: int) -> None:
   """Keeps only the lines of steps <= `step` (a resumed run re-does the later ones)."""
   if not path.is_file():
     return
-  keep = [line for line in path.read_text().splitlines() if line and json.loads(line)["step"] <= step]
+  keep = []
+  for line in path.read_text().splitlines():
+    try:
+      if json.loads(line)["step"] <= step:
+        keep.append(line)
+    except (json.JSONDecodeError, KeyError, TypeError):  # a line torn by a kill mid-write
+      continue
   path.write_text("".join(line + "\n" for line in keep))
 
 
@@ -150,6 +187,8 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
 
   t_start = time.perf_counter()
   workdir = pathlib.Path(workdir).absolute()
+  if cfg.on_nonfinite not in ON_NONFINITE:
+    raise ValueError(f"unknown train.on_nonfinite {cfg.on_nonfinite!r}; valid: {', '.join(ON_NONFINITE)}")
   mesh = make_mesh()
   check_batch_size(cfg.global_batch_size)
   replicated = NamedSharding(mesh, P())
@@ -167,10 +206,12 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
   best = ckpt.best()
   best_value = best["value"] if best else None
 
-  train_step = jax.jit(task.train_step, donate_argnums=0, out_shardings=(replicated, replicated))
+  step_fn = skip_nonfinite(task.train_step) if cfg.on_nonfinite == "skip" else task.train_step
+  train_step = jax.jit(step_fn, donate_argnums=0, out_shardings=(replicated, replicated))
   eval_step = jax.jit(task.eval_step, out_shardings=replicated)  # replicated: every process can read it
 
   show = jax.process_index() == 0
+  events = EventWriter(workdir / "tensorboard", purge_step=start or None, enabled=show and cfg.tensorboard)
   bar = tqdm(
     total=cfg.steps, initial=start, unit="step", dynamic_ncols=True, disable=not show, file=sys.stderr
   )
@@ -180,14 +221,30 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
   window_losses: list[float] = []
   t_window, clips_window = time.perf_counter(), 0
   metrics: dict = {}
+  skipped: list[int] = []  # steps whose update was skipped (on_nonfinite="skip"), in this process's run
+  evals_without_gain = 0
+  stopped_early: int | None = None
+  stop_marker = workdir / "stopped_early.json"
+  end = cfg.steps
+  if start and stop_marker.is_file() and json.loads(stop_marker.read_text()).get("step") == start:
+    # Re-running the command of a run that stopped early must not train on (nor forget why it stopped).
+    stopped_early = end = start
+    _say(bar, f"this run stopped early at step {start} ({stop_marker}); delete that file to train on")
 
   def flush() -> None:
     """Fetches the pending steps' metrics, stops on a non-finite loss, logs, updates the bar."""
     nonlocal t_window, clips_window
     fetched = jax.device_get([m for _, m, _ in pending])
     lines = []
+    dt = max(time.perf_counter() - t_window, 1e-9)
     for (step, _, index), m in zip(pending, fetched, strict=True):
       m = {k: float(v) for k, v in m.items()}
+      if m.get("skipped"):
+        skipped.append(step)
+        _say(bar, f"step {step}: non-finite loss ({m['loss']}) or gradient norm, update skipped "
+                  f"({len(skipped)} step(s) skipped so far; train.on_nonfinite='skip')")  # fmt: skip
+        lines.append(json.dumps({"step": step, **m, **({"index": index} if index is not None else {})}))
+        continue
       bad = [k for k in ("loss", "grad_norm") if k in m and not math.isfinite(m[k])]
       if bad:
         raise NonFiniteLossError(
@@ -198,20 +255,23 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
         )
       window_losses.append(m["loss"])
       lines.append(json.dumps({"step": step, **m, **({"index": index} if index is not None else {})}))
+      events.scalars(step, {k: v for k, v in m.items() if k != "skipped"}, prefix="train/")
+    if pending:
+      events.scalars(pending[-1][0], {"clips_per_s": clips_window / dt}, prefix="train/")
     if show and lines:
       with log_path.open("a") as f:
         f.write("\n".join(lines) + "\n")
-      dt = max(time.perf_counter() - t_window, 1e-9)
       bar.set_postfix(loss=f"{np.mean(window_losses[-len(lines) :]):.4f}", clips_s=f"{clips_window / dt:.1f}")
       bar.update(len(lines))
     pending.clear()
     t_window, clips_window = time.perf_counter(), 0
 
   try:
-    for step in range(start + 1, cfg.steps + 1):
+    for step in range(start + 1, end + 1):
       batch = next(train_iter)
       state, step_metrics = train_step(state, shard_batch(batch, mesh, task.device_keys))
-      index = [int(i) for i in batch["index"]] if cfg.log_indices and "index" in batch else None
+      # Every process's rows in global-batch order (a collective, hence only when asked for).
+      index = [int(i) for i in gather_rows(batch["index"])] if cfg.log_indices and "index" in batch else None
       pending.append((step, step_metrics, index))
       clips_window += cfg.global_batch_size
       last = step == cfg.steps
@@ -233,13 +293,31 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
           raise ValueError(f"eval.metric {cfg.metric!r} is not computed; choose one of {sorted(metrics)}")
         if _is_better(value, best_value, cfg.metric):
           best_value = value
+          evals_without_gain = 0
           ckpt.save_best(step, state, cfg.metric, value)
+        else:
+          evals_without_gain += 1
         if task.on_eval is not None and jax.process_index() == 0:
           task.on_eval(step, metrics)
+        events.scalars(step, metrics, prefix="eval/")
+        events.flush()
         summary = "  ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float))
         _say(bar, f"eval step {step}: {summary}  (best {cfg.metric}={best_value:.4f})")
+        if cfg.early_stopping_patience and evals_without_gain >= cfg.early_stopping_patience and not last:
+          stopped_early = step
+          if not save_due:  # the final state is saved, so re-running the command does not train on
+            ckpt.save(step, state, train_iter, force=True)
+          if show:
+            stop_marker.write_text(
+              json.dumps({"step": step, "metric": cfg.metric, "best": best_value}) + "\n"
+            )
+          _say(bar, f"early stopping at step {step}: {cfg.metric} has not improved on {best_value:.4f} for "
+                    f"{evals_without_gain} evaluation(s) (eval.early_stopping_patience="
+                    f"{cfg.early_stopping_patience}); the best state is in {workdir / 'best'}")  # fmt: skip
+          break
   finally:
     bar.close()
+    events.close()
     ckpt.wait()
     ckpt.close()
   return {
@@ -247,5 +325,7 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
     "step": int(jax.device_get(state.step)),
     "train_loss": float(np.mean(window_losses[-max(cfg.log_every, 1) :])) if window_losses else None,
     "best": ckpt.best(),
+    "skipped_steps": skipped,
+    "stopped_early": stopped_early,
     "wall_s": time.perf_counter() - t_start,
   }

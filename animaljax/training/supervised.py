@@ -3,7 +3,8 @@
 The step runs the whole augmentation pipeline on the device: the model's front end turns int16 waveforms
 into log-mel/fbank features, `feature_fn` applies SpecAugment and mixup to them, and the loss sees the same
 mixup of the (label-smoothed) one-hot targets. Evaluation writes `metrics.json` (accuracy, macro/weighted F1,
-mAP, per-class precision/recall/F1), `confusion_matrix.csv` and a line of `eval_log.jsonl` in the workdir.
+mAP, per-class precision/recall/F1), `confusion_matrix.csv`/`.png`, `per_class.png` and a line of
+`eval_log.jsonl` in the workdir.
 """
 
 from __future__ import annotations
@@ -20,14 +21,16 @@ import numpy as np
 
 from animaljax import losses, metrics
 from animaljax.augment import mixup, sample_mixup, spec_augment
-from animaljax.data.loader import PackedDataset, make_loader
+from animaljax.data.loader import SAMPLING, PackedDataset, make_loader
 from animaljax.models.classifier import ENCODERS, ClassifierConfig, ast_config, cnn14_config, make_model
 from animaljax.training import loop
+from animaljax.training.report import write_charts
 from animaljax.training.state import TrainState, make_optimizer, merge_pretrained
 
 _NEEDS_ROOT = {"esc50": "root", "folder": "root", "csv": "manifest"}
 _METRICS = ("accuracy", "macro_f1", "weighted_f1", "mAP", "loss")
 _CLASS_WEIGHTS = ("none", "balanced")
+_DTYPES = ("float32", "bfloat16")
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -63,6 +66,15 @@ def resolve_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
     )
   if c.model.encoder not in ENCODERS:
     raise ValueError(f"unknown model.encoder {c.model.encoder!r}; valid: {', '.join(sorted(ENCODERS))}")
+  for section, key, valid in (
+    ("train", "sampling", SAMPLING), ("train", "on_nonfinite", loop.ON_NONFINITE), ("model", "dtype", _DTYPES)
+  ):  # fmt: skip
+    if c[section][key] not in valid:
+      raise ValueError(f"unknown {section}.{key} {c[section][key]!r}; valid: {', '.join(valid)}")
+  if c.eval.early_stopping_patience < 0:
+    raise ValueError(
+      f"eval.early_stopping_patience must be >= 0 (0 = off), got {c.eval.early_stopping_patience}"
+    )
   return c
 
 
@@ -107,19 +119,22 @@ def ensure_packed(c: ml_collections.ConfigDict) -> PackedDataset:
         f"{'--root <corpus> ' if d.source in _NEEDS_ROOT else ''}--sample-rate {d.sample_rate} --out {path}` "
         "or set data.pack_on_first_use=True"
       )
-    if jax.process_count() > 1:
-      raise FileNotFoundError(f"no packed dataset at {path}; pack it before a multi-process run")
     from animaljax.data.packing import pack
+    from animaljax.training import distributed
 
-    pack(
-      make_source(d.source, **_source_kwargs(c)),
-      path,
-      sample_rate=d.sample_rate,
-      clip_mode=d.clip_mode,
-      window_seconds=d.window_seconds,
-      file_format=d.file_format,
-      progress=True,
-    )
+    # Several processes: process 0 packs into the (shared) folder while the others wait for it.
+    distributed.on_process_zero(
+      f"pack:{path}",
+      lambda: pack(
+        make_source(d.source, **_source_kwargs(c)), path, sample_rate=d.sample_rate, clip_mode=d.clip_mode,
+        window_seconds=d.window_seconds, file_format=d.file_format, progress=True,
+      ),
+    )  # fmt: skip
+    if not (path / "summary.json").is_file():
+      raise FileNotFoundError(
+        f"process 0 packed {path} but process {jax.process_index()} cannot see it: put data.dir (or the "
+        "workdir) on a filesystem every host shares, or pack the same folder on every host first"
+      )
   data = PackedDataset(path)
   if data.sample_rate != d.sample_rate:
     raise ValueError(
@@ -232,7 +247,7 @@ def make_steps(
 # Reports
 # ----------------------------------------------------------------------------------------------------------------
 def write_report(workdir: pathlib.Path, step: int, report: dict, class_names: tuple[str, ...]) -> None:
-  """`metrics.json` (latest evaluation), `confusion_matrix.csv` and one line of `eval_log.jsonl`."""
+  """`metrics.json` (latest evaluation), `confusion_matrix.csv`, the PNG charts and a line of `eval_log.jsonl`."""
   record = {"step": step, **report}
   tmp = workdir / "metrics.json.tmp"
   tmp.write_text(json.dumps(record, indent=2) + "\n")
@@ -246,6 +261,7 @@ def write_report(workdir: pathlib.Path, step: int, report: dict, class_names: tu
     f.write(
       json.dumps({k: v for k, v in record.items() if k not in ("per_class", "confusion_matrix")}) + "\n"
     )
+  write_charts(workdir, step, report)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -255,11 +271,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   """Trains and evaluates a classifier as `config` says; resumes if `workdir` holds a checkpoint.
 
   Writes `config.json` (the resolved config), `train_log.jsonl`, `eval_log.jsonl`, `metrics.json`,
-  `confusion_matrix.csv`, `checkpoints/` and `best/` in `workdir`.
+  `confusion_matrix.csv`, `confusion_matrix.png`, `per_class.png`, `tensorboard/`, `checkpoints/` and `best/`
+  in `workdir`.
 
   Returns:
     The final evaluation's metrics (`accuracy`, `macro_f1`, `weighted_f1`, `mAP`, `loss`, `per_class`,
-    `confusion_matrix`) plus `step`, `train_loss`, `best` and `wall_s`.
+    `confusion_matrix`) plus `step`, `train_loss`, `best`, `skipped_steps`, `stopped_early` and `wall_s`.
   """
   workdir = pathlib.Path(workdir).absolute()
   workdir.mkdir(parents=True, exist_ok=True)
@@ -271,7 +288,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
   d, t = c.data, c.train
   train_loader = make_loader(
     d.dir, d.train_split, batch_size=per_process, train=True, clip_seconds=d.clip_seconds, seed=t.seed,
-    worker_count=d.worker_count,
+    worker_count=d.worker_count, sampling=t.sampling,
   )  # fmt: skip
   class_names = train_loader.class_names
   num_classes = len(class_names)
@@ -348,6 +365,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     steps=t.steps, global_batch_size=t.batch_size, eval_every=c.eval.every_steps,
     checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
     metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
+    on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
   )  # fmt: skip
   return loop.run(task, loop_cfg, workdir)
 

@@ -46,16 +46,20 @@ def take(it, n: int) -> list[dict]:
   return [next(it) for _ in range(n)]
 
 
-def fake_pack(out: pathlib.Path, splits: dict[str, list[int]], shards: int = 2) -> None:
-  """A minimal packed folder written without TFDS: `splits` maps a split to its clip lengths in samples."""
+def fake_pack(
+  out: pathlib.Path, splits: dict[str, list[int]], shards: int = 2, labels: list[int] | None = None
+) -> None:
+  """A minimal packed folder written without TFDS: `splits` maps a split to its clip lengths in samples;
+  clip `i` has label `labels[i]` (default `i % 3`)."""
   out.mkdir(parents=True)
   rng = np.random.default_rng(0)
   summary = {"name": "fake", "version": "1.0.0", "source": "test", "file_format": "tfrecord", "sample_rate": SR,
              "class_names": ["a", "b", "c"], "num_classes": 3, "clip_mode": "keep", "splits": {}}  # fmt: skip
   for split, lengths in splits.items():
     recs = [
-      records.serialize_example({"audio": rng.integers(-3e4, 3e4, n).astype(np.int16), "label": i % 3,
-                                 "label_name": "abc"[i % 3], "path": f"x{i}", "split": split, "fold": 0,
+      records.serialize_example({"audio": rng.integers(-3e4, 3e4, n).astype(np.int16),
+                                 "label": (lab := labels[i] if labels else i % 3),
+                                 "label_name": "abc"[lab], "path": f"x{i}", "split": split, "fold": 0,
                                  "duration_s": n / SR, "start_s": 0.0})
       for i, n in enumerate(lengths)
     ]  # fmt: skip
@@ -411,3 +415,64 @@ def test_loading_does_not_import_tensorflow(ragged):
   )
   out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
   assert out.stdout.strip().splitlines()[-1] == "[]"
+
+
+# --- class-balanced sampling ------------------------------------------------------------------------------------
+
+IMBALANCED = [0] * 40 + [1] * 8 + [2] * 2  # 50 clips: 80% / 16% / 4%
+
+
+@pytest.fixture(scope="module")
+def imbalanced(tmp_path_factory) -> pathlib.Path:
+  out = tmp_path_factory.mktemp("imbalanced") / "ds"
+  rng = np.random.default_rng(1)
+  labels = list(rng.permutation(IMBALANCED))  # classes interleaved across shards, not in blocks
+  fake_pack(out, {"train": [400] * len(labels)}, shards=3, labels=labels)
+  return out
+
+
+def _balanced(data, **kw):
+  kw = {"batch_size": 10, "train": True, "clip_seconds": 0.025, "seed": 3, "shard_by_process": False,
+        "sampling": "balanced", **kw}  # fmt: skip
+  return loader.make_loader(data, "train", **kw)
+
+
+def test_balanced_sampling_draws_classes_about_equally(imbalanced):
+  it = iter(_balanced(imbalanced))
+  labels = np.concatenate([b["label"] for b in take(it, 60)])  # 600 draws, 12 epochs of 50
+  freq = np.bincount(labels, minlength=3) / labels.size
+  np.testing.assert_allclose(freq, 1 / 3, atol=0.07)
+  uniform = iter(_balanced(imbalanced, sampling="uniform"))
+  base = np.bincount(np.concatenate([b["label"] for b in take(uniform, 60)]), minlength=3) / 600
+  np.testing.assert_allclose(base, [0.8, 0.16, 0.04], atol=0.01)  # uniform keeps the split's own mix
+
+
+def test_balanced_sampling_is_deterministic_resumable_and_sharded(imbalanced):
+  it = iter(_balanced(imbalanced))
+  take(it, 7)  # past the first epoch (5 batches of 10)
+  state = json.loads(json.dumps(it.get_state()))
+  expected = take(it, 6)
+  fresh = iter(_balanced(imbalanced))
+  fresh.set_state(state)
+  _same(take(fresh, 6), expected)
+  again = iter(_balanced(imbalanced))
+  take(again, 7)
+  _same(take(again, 6), expected)  # same seed, same draws
+  other = iter(_balanced(imbalanced, seed=4))
+  take(other, 7)
+  assert not np.array_equal(take(other, 1)[0]["index"], expected[0]["index"])
+  # Two processes split each epoch's draw: one batch of 50 is the whole epoch on one process.
+  whole = next(iter(_balanced(imbalanced, batch_size=50)))["index"]
+  for p in range(2):
+    part = next(iter(_balanced(imbalanced, batch_size=25, shard_by_process=True, process_index=p,
+                               process_count=2)))["index"]  # fmt: skip
+    np.testing.assert_array_equal(part, whole[p::2])
+
+
+def test_balanced_weights_and_bad_sampling_names(imbalanced):
+  w = loader.balanced_weights(np.array([0, 0, 0, 1, -1]))
+  np.testing.assert_allclose(w, np.array([1 / 9, 1 / 9, 1 / 9, 1 / 3, 1 / 3]))
+  with pytest.raises(ValueError, match="uniform, balanced"):
+    _balanced(imbalanced, sampling="oversample")
+  with pytest.raises(ValueError, match="training mode"):
+    _balanced(imbalanced, train=False)

@@ -105,6 +105,18 @@ def test_cli_smoke_run_leaves_config_metrics_and_checkpoints(cli_run):
   assert best["step"] in (3, 6) and (cli_run / "best" / str(best["step"])).is_dir()
   assert [r["step"] for r in read_log(cli_run)] == list(range(1, 7))
   assert [json.loads(x)["step"] for x in (cli_run / "eval_log.jsonl").read_text().splitlines()] == [3, 6]
+  for chart in ("confusion_matrix.png", "per_class.png"):
+    assert (cli_run / chart).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", chart
+  from test_report import read_events  # noqa: E402 (tests/training is on sys.path under pytest's rootdir)
+
+  events = read_events(cli_run / "tensorboard")
+  assert [s for s, _ in events["train/loss"]] == list(range(1, 7))
+  np.testing.assert_allclose(
+    [v for _, v in events["train/loss"]], [r["loss"] for r in read_log(cli_run)], rtol=1e-6
+  )
+  assert {"train/lr", "train/clips_per_s", "eval/accuracy", "eval/macro_f1"} <= set(events)
+  assert [s for s, _ in events["eval/accuracy"]] == [3, 6]
+  assert events["eval/accuracy"][-1][1] == pytest.approx(m["accuracy"])
 
 
 def test_loss_decreases(packed, tmp_path):
@@ -169,6 +181,112 @@ def test_non_finite_loss_stops_naming_the_step_and_never_saves_nan(packed, tmp_p
       assert np.isfinite(leaf).all()
 
 
+def test_skip_nonfinite_keeps_the_last_finite_state_and_counts_the_steps(packed, tmp_path):
+  import jax
+
+  from animaljax.training.supervised import train_and_evaluate
+
+  # lr 1e30: step 1 moves every weight by ~1e30 (finite), then the loss overflows on every later step.
+  c = smoke_config(
+    packed, train__steps=5, train__lr=1e30, train__grad_clip=0.0, train__warmup_steps=0,
+    train__schedule="constant", train__on_nonfinite="skip", checkpoint__every_steps=1, checkpoint__keep=10,
+    eval__every_steps=100, model__dropout=False,
+  )  # fmt: skip
+  result = train_and_evaluate(c, tmp_path)
+  assert result["step"] == 5 and result["skipped_steps"], result["skipped_steps"]
+  log = read_log(tmp_path)
+  assert [r["step"] for r in log] == list(range(1, 6))
+  assert [r["step"] for r in log if r["skipped"]] == result["skipped_steps"]
+  assert all(not np.isfinite(r["loss"]) or not np.isfinite(r["grad_norm"]) for r in log if r["skipped"])
+  first = result["skipped_steps"][0]
+  states = {s: read_state(tmp_path, s) for s in range(max(first - 1, 1), 6)}
+  for s, state in states.items():
+    assert int(state["step"]) == s  # the counter moves on (data order, schedule)
+    for leaf in jax.tree.leaves({k: state[k] for k in ("params", "opt_state", "batch_stats")}):
+      assert np.isfinite(leaf).all()
+  if first > 1:  # a skipped step leaves params, BN statistics and optimizer moments exactly as they were
+    before, after = states[first - 1], states[first]
+    for k in ("params", "opt_state", "batch_stats"):
+      jax.tree.map(np.testing.assert_array_equal, before[k], after[k])
+
+
+def test_early_stopping_stops_after_patience_evaluations_and_stays_stopped(packed, tmp_path):
+  from animaljax.training.supervised import train_and_evaluate
+
+  # lr 0: the weights never change (only BatchNorm statistics drift), so accuracy soon stops improving.
+  c = smoke_config(
+    packed, train__steps=12, train__lr=0.0, eval__every_steps=1, eval__early_stopping_patience=2,
+    eval__metric="accuracy", checkpoint__every_steps=100, model__dropout=False, train__specaugment=False,
+  )  # fmt: skip
+  result = train_and_evaluate(c, tmp_path)
+  evals = [json.loads(x) for x in (tmp_path / "eval_log.jsonl").read_text().splitlines()]
+  stop = result["stopped_early"]
+  assert stop is not None and stop < 12 and result["step"] == stop
+  assert evals[-1]["step"] == stop and read_log(tmp_path)[-1]["step"] == stop
+  accs = [e["accuracy"] for e in evals]
+  assert max(accs[-2:]) <= max(accs[:-2])  # the last `patience` evaluations did not beat the best before
+  again = train_and_evaluate(c, tmp_path)  # the same command again: resumes at the stop and stays there
+  assert again["step"] == stop and again["stopped_early"] == stop
+  assert read_log(tmp_path)[-1]["step"] == stop
+
+
+def test_bfloat16_compute_keeps_float32_parameters(packed, tmp_path):
+  import jax
+
+  from animaljax.training.supervised import train_and_evaluate
+
+  c = smoke_config(packed, model__dtype="bfloat16", train__steps=3, checkpoint__every_steps=3)
+  result = train_and_evaluate(c, tmp_path)
+  assert all(np.isfinite(r["loss"]) for r in read_log(tmp_path))
+  assert np.isfinite(result["loss"]) and 0.0 <= result["accuracy"] <= 1.0
+  state = read_state(tmp_path, 3)
+  dtypes = {leaf.dtype for leaf in jax.tree.leaves(state["params"])}
+  assert dtypes == {np.dtype("float32")}, dtypes
+
+
+def test_init_from_a_converted_panns_checkpoint_end_to_end(packed, tmp_path):
+  """A tiny PANNs Cnn6 in PyTorch -> .pth -> `animaljax.convert` -> training starts from its encoder."""
+  import flax
+  import torch
+
+  sys.path.insert(0, str(REPO / "tests" / "reference"))
+  import panns_torch  # noqa: E402
+
+  from animaljax import convert
+  from animaljax.models.pretrained import load_converted
+  from animaljax.training.supervised import train_and_evaluate
+
+  torch.manual_seed(0)
+  # The smoke model: CNN6 at 1/16 width on PANNs' 16 kHz front end; 5 AudioSet-like classes, not the data's 3.
+  ref = panns_torch.Cnn6(sample_rate=16000, window_size=512, hop_size=160, fmin=50.0, fmax=8000.0,
+                         classes_num=5, width=1 / 16)  # fmt: skip
+  with torch.no_grad():
+    for m in ref.modules():
+      if isinstance(m, torch.nn.BatchNorm2d):
+        m.running_mean.uniform_(-1, 1)
+        m.running_var.uniform_(0.5, 2)
+  torch.save(ref.state_dict(), tmp_path / "cnn6.pth")
+  assert (
+    convert.main(["panns", "--checkpoint", str(tmp_path / "cnn6.pth"), "--out", str(tmp_path / "conv")]) == 0
+  )
+  _, converted = load_converted(tmp_path / "conv")
+
+  c = smoke_config(packed, train__steps=1, train__lr=0.0, checkpoint__every_steps=1, eval__every_steps=100)
+  c.model.init_from, c.model.keep_head = str(tmp_path / "conv"), False
+  train_and_evaluate(c, tmp_path / "run")
+  state = read_state(tmp_path / "run", 1)  # lr 0: the parameters after step 1 are those of step 0
+  ours = flax.traverse_util.flatten_dict(state["params"], sep="/")
+  theirs = flax.traverse_util.flatten_dict(converted["params"], sep="/")
+  encoder = [k for k in theirs if k.startswith("encoder/")]
+  assert len(encoder) > 10
+  for k in encoder:
+    np.testing.assert_array_equal(ours[k], theirs[k], err_msg=k)
+  head = {k: v for k, v in ours.items() if k.startswith("head/")}
+  assert head["head/kernel"].shape[-1] == 3  # a fresh head for the data's 3 classes, not the converted 5
+  assert theirs["head/kernel"].shape[-1] == 5
+  assert np.abs(head["head/kernel"]).sum() > 0
+
+
 # --- clear errors ----------------------------------------------------------------------------------------------
 
 
@@ -183,7 +301,8 @@ def test_missing_pack_says_how_to_pack(tmp_path):
   ("key", "value", "valid"),
   [("model__encoder", "resnet", "cnn10, cnn14, cnn6"), ("train__loss", "hinge", "softmax, bce, focal"),
    ("train__optimizer", "sgd", "adamw, adam_amsgrad"), ("eval__metric", "auc", "accuracy, macro_f1"),
-   ("train__schedule", "step", "cosine, constant")],
+   ("train__schedule", "step", "cosine, constant"), ("train__sampling", "oversample", "uniform, balanced"),
+   ("train__on_nonfinite", "ignore", "stop, skip"), ("model__dtype", "float16", "float32, bfloat16")],
 )  # fmt: skip
 def test_unknown_names_list_the_valid_ones(packed, tmp_path, key, value, valid):
   from animaljax.training.supervised import train_and_evaluate

@@ -1,0 +1,357 @@
+"""The species store: enrolled species kept beside a model, saved atomically, safe under concurrent writers.
+
+Layout of `<model dir>/species/`:
+  species.json           {"format", "embed_dim", "fingerprint", "embeddings": <npz file name>, "species": [
+                           {"name", "key", "created", "updated", "threshold", "threshold_source",
+                            "clips": [{"file", "added"}, ...]}, ...]}
+  embeddings-<gen>.npz   per species `<key>/embeddings` (K, D) float32 and `<key>/prototype` (D,) float32
+  .lock                  the `fcntl.flock` lock file (shared for reads, exclusive for read-modify-write)
+
+Atomicity: a save writes a *new* npz under a fresh generation name, then replaces `species.json` (the single
+commit point, written to a temporary file and `os.replace`d), then deletes the old npz. A crash at any point
+leaves either the old json pointing at the old npz or the new json pointing at the new one, never a mix; the
+leftovers (temporary files, an unreferenced npz) are swept by the next save. Arrays are read with
+`np.load(allow_pickle=False)`: the store never unpickles anything.
+
+numpy only (no jax): the store is cheap to import, and other processes (a demo, a CLI) can read it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime
+import fcntl
+import json
+import os
+import pathlib
+import tempfile
+import unicodedata
+import uuid
+import warnings
+from collections.abc import Iterator
+
+import numpy as np
+
+FORMAT = 1
+STORE_DIR = "species"
+_JSON = "species.json"
+_LOCK = ".lock"
+_MAX_NAME = 200
+THRESHOLD_SOURCES = ("loo", "default", "user")
+
+
+class StoreError(Exception):
+  """A store that cannot be used as asked: unknown or duplicate name, wrong embedding size, damaged files."""
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Names
+# ----------------------------------------------------------------------------------------------------------------
+def validate_name(name: str) -> str:
+  """The species name as stored: NFC-normalised, surrounding whitespace stripped.
+
+  Any Unicode letters, digits, punctuation, symbols and emoji are allowed ("Renard roux 🦊", "Лиса"). Refused:
+  empty or whitespace-only names, path separators (`/`, `\\`), control or line-separator characters, "." and
+  "..", and names over 200 characters. Raises ValueError saying which rule failed.
+  """
+  if not isinstance(name, str):
+    raise ValueError(f"species name must be a string, got {type(name).__name__}")
+  clean = unicodedata.normalize("NFC", name)
+  bad = [c for c in clean if unicodedata.category(c) in ("Cc", "Zl", "Zp") and c != "\t"]
+  if bad:  # checked before stripping: a name with a newline is refused, not silently repaired
+    raise ValueError(f"species name {name!r} contains control characters {bad!r}")
+  clean = clean.strip()
+  if not clean:
+    raise ValueError(f"species name {name!r} is empty or only whitespace")
+  if "\t" in clean:
+    raise ValueError(f"species name {name!r} contains control characters ['\\t']")
+  if any(sep in clean for sep in ("/", "\\", os.sep, os.altsep or "/")):
+    raise ValueError(f"species name {name!r} contains a path separator ('/' or '\\')")
+  if clean in (".", ".."):
+    raise ValueError(f"species name {name!r} is not allowed")
+  if len(clean) > _MAX_NAME:
+    raise ValueError(f"species name is {len(clean)} characters long; the limit is {_MAX_NAME}")
+  return clean
+
+
+def same_name(a: str, b: str) -> bool:
+  """Names that differ only in case (or Unicode normal form) denote the same species."""
+  return unicodedata.normalize("NFC", a).casefold() == unicodedata.normalize("NFC", b).casefold()
+
+
+def now() -> str:
+  """UTC timestamp, ISO 8601 with seconds."""
+  return datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# One species
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Species:
+  """One enrolled species.
+
+  Attributes:
+    name: validated display name.
+    embeddings: (K, D) float32, one row per support clip (raw model embeddings).
+    files: K source paths (as given at enrolment), aligned with `embeddings`.
+    added: K UTC timestamps, when each clip was enrolled.
+    threshold: distance beyond which a clip is not this species (see `fewshot.enrol`).
+    threshold_source: "loo" (calibrated by leave-one-out), "default" (one clip: no LOO possible) or "user".
+    created, updated: UTC timestamps.
+    key: stable id used for the npz entries (names are free Unicode, npz keys are file names).
+  """
+
+  name: str
+  embeddings: np.ndarray
+  files: list[str]
+  added: list[str]
+  threshold: float
+  threshold_source: str = "loo"
+  created: str = ""
+  updated: str = ""
+  key: str = ""
+
+  def __post_init__(self):
+    self.embeddings = np.asarray(self.embeddings, np.float32)
+    if self.embeddings.ndim != 2 or self.embeddings.shape[0] < 1:
+      raise ValueError(f"embeddings must be (clips >= 1, dim), got {self.embeddings.shape}")
+    if not (len(self.files) == len(self.added) == self.embeddings.shape[0]):
+      raise ValueError(
+        f"{len(self.files)} files and {len(self.added)} timestamps for {self.embeddings.shape[0]} embeddings"
+      )
+    if self.threshold_source not in THRESHOLD_SOURCES:
+      raise ValueError(f"threshold_source must be one of {THRESHOLD_SOURCES}, got {self.threshold_source!r}")
+    self.key = self.key or uuid.uuid4().hex[:16]
+    self.created = self.created or now()
+    self.updated = self.updated or self.created
+
+  @property
+  def prototype(self) -> np.ndarray:
+    """(D,) mean of the raw support embeddings."""
+    return self.embeddings.mean(axis=0)
+
+  @property
+  def num_clips(self) -> int:
+    return int(self.embeddings.shape[0])
+
+  def summary(self) -> dict:
+    """JSON-able description (no arrays): name, clips, threshold, timestamps, files."""
+    return {
+      "name": self.name,
+      "clips": self.num_clips,
+      "threshold": self.threshold,
+      "threshold_source": self.threshold_source,
+      "created": self.created,
+      "updated": self.updated,
+      "files": list(self.files),
+    }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------------------------
+def _fsync_dir(path: pathlib.Path) -> None:
+  with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory; the rename is still atomic
+    fd = os.open(path, os.O_RDONLY)
+    try:
+      os.fsync(fd)
+    finally:
+      os.close(fd)
+
+
+def _write_atomic(path: pathlib.Path, write) -> None:
+  """Calls `write(file)` on a temporary file beside `path`, fsyncs it, then `os.replace`s it onto `path`."""
+  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
+  try:
+    with os.fdopen(fd, "wb") as f:
+      write(f)
+      f.flush()
+      os.fsync(f.fileno())
+    os.replace(tmp, path)
+  except BaseException:
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)
+    raise
+  _fsync_dir(path.parent)
+
+
+class SpeciesStore:
+  """The species enrolled for one model, in `<model dir>/species/`.
+
+  Args:
+    model_dir: the model folder (converted/exported model dir or training workdir).
+    embed_dim: the model's embedding size D; a store written for another D raises StoreError on read.
+    fingerprint: an id of the model's weights; a mismatch (the model changed since enrolment) is reported
+      by `stale` rather than refused, since the same architecture may have been retrained on purpose.
+  """
+
+  def __init__(self, model_dir: str | os.PathLike, *, embed_dim: int, fingerprint: str = ""):
+    self.directory = pathlib.Path(model_dir).absolute() / STORE_DIR
+    self.embed_dim = int(embed_dim)
+    self.fingerprint = fingerprint
+    self.stale = False  # set by reads: the store was written by a model with another fingerprint
+
+  # ------------------------------------------------------------------------------------------------ locking
+  @contextlib.contextmanager
+  def _locked(self, exclusive: bool) -> Iterator[None]:
+    """flock on `.lock`: shared for reads, exclusive for read-modify-write (held across processes)."""
+    if exclusive:
+      self.directory.mkdir(parents=True, exist_ok=True)
+    elif not self.directory.is_dir():
+      yield
+      return
+    try:
+      fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+      if exclusive:
+        raise
+      yield  # a read-only model folder: nobody can be writing it either
+      return
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+      yield
+    finally:
+      os.close(fd)  # closing releases the lock
+
+  # ------------------------------------------------------------------------------------------------ reading
+  def _read(self) -> dict[str, Species]:
+    path = self.directory / _JSON
+    if not path.is_file():
+      return {}
+    try:
+      meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+      raise StoreError(f"{path} is damaged ({err}); restore it from a backup or remove the folder") from err
+    if meta.get("format") != FORMAT:
+      raise StoreError(f"{path} has format {meta.get('format')!r}; this version reads format {FORMAT}")
+    if int(meta["embed_dim"]) != self.embed_dim:
+      raise StoreError(
+        f"the species store {self.directory} holds {meta['embed_dim']}-dim embeddings but this model gives "
+        f"{self.embed_dim}-dim ones: it was enrolled with another model; re-enrol the species for this model "
+        f"or move {self.directory} away"
+      )
+    self.stale = bool(
+      self.fingerprint and meta.get("fingerprint") and meta["fingerprint"] != self.fingerprint
+    )
+    if self.stale:
+      warnings.warn(
+        f"the species in {self.directory} were enrolled with other model weights (fingerprint "
+        f"{meta['fingerprint']}, this model {self.fingerprint}): re-enrol them if the model was retrained",
+        stacklevel=3,
+      )
+    if not meta["species"]:
+      return {}
+    npz = self.directory / meta["embeddings"]
+    try:
+      with np.load(npz, allow_pickle=False) as arrays:
+        out = {}
+        for s in meta["species"]:
+          emb = arrays[f"{s['key']}/embeddings"]
+          clips = s["clips"]
+          out[s["name"]] = Species(
+            name=s["name"], embeddings=emb, files=[c["file"] for c in clips], added=[c["added"] for c in clips],
+            threshold=float(s["threshold"]), threshold_source=s["threshold_source"], created=s["created"],
+            updated=s["updated"], key=s["key"],
+          )  # fmt: skip
+    except (OSError, KeyError, ValueError) as err:
+      raise StoreError(
+        f"{npz} is missing or damaged ({err}); the store {self.directory} cannot be read"
+      ) from err
+    return out
+
+  def load(self) -> dict[str, Species]:
+    """All species, by name, in enrolment order (empty when nothing was enrolled)."""
+    with self._locked(exclusive=False):
+      return self._read()
+
+  # ------------------------------------------------------------------------------------------------ writing
+  def _write(self, species: dict[str, Species]) -> None:
+    """Writes a new npz generation, commits it by replacing species.json, then sweeps older files."""
+    for s in species.values():
+      if s.embeddings.shape[1] != self.embed_dim:
+        raise StoreError(
+          f"{s.name!r} has {s.embeddings.shape[1]}-dim embeddings; the model gives {self.embed_dim}"
+        )
+    npz_name = f"embeddings-{uuid.uuid4().hex[:12]}.npz"
+    arrays = {}
+    for s in species.values():
+      arrays[f"{s.key}/embeddings"] = s.embeddings
+      arrays[f"{s.key}/prototype"] = s.prototype
+    _write_atomic(self.directory / npz_name, lambda f: np.savez(f, **arrays))
+    meta = {
+      "format": FORMAT,
+      "embed_dim": self.embed_dim,
+      "fingerprint": self.fingerprint,
+      "embeddings": npz_name,
+      "saved": now(),
+      "species": [
+        {
+          "name": s.name, "key": s.key, "created": s.created, "updated": s.updated, "threshold": s.threshold,
+          "threshold_source": s.threshold_source,
+          "clips": [{"file": f, "added": a} for f, a in zip(s.files, s.added, strict=True)],
+        }
+        for s in species.values()
+      ],
+    }  # fmt: skip
+    text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
+    _write_atomic(self.directory / _JSON, lambda f: f.write(text.encode("utf-8")))
+    self.stale = False
+    # Only now is the new generation live: everything else (old npz, temporaries of crashed saves) is garbage.
+    for p in self.directory.iterdir():
+      if (p.name.startswith("embeddings-") and p.name != npz_name) or p.name.startswith(".tmp-"):
+        with contextlib.suppress(OSError):
+          p.unlink()
+
+  @contextlib.contextmanager
+  def edit(self) -> Iterator[dict[str, Species]]:
+    """Read-modify-write under the exclusive lock: `with store.edit() as species: species[name] = ...`.
+
+    The dict is saved (atomically) when the block exits normally and discarded if it raises.
+    """
+    with self._locked(exclusive=True):
+      species = self._read()
+      yield species
+      self._write(species)
+
+  # ------------------------------------------------------------------------------------------------ helpers
+  def add(self, species: Species, *, merge: bool = False, recalibrate=None) -> Species:
+    """Adds `species`; a species of the same name (case-insensitive) raises StoreError unless `merge`.
+
+    With `merge`, the new clips are appended to the existing species (keeping its name, key and creation
+    time) and `recalibrate(merged) -> (threshold, source)` (if given) sets its threshold afresh.
+    Returns the stored species.
+    """
+    with self.edit() as current:
+      existing = next((n for n in current if same_name(n, species.name)), None)
+      if existing is None:
+        current[species.name] = species
+        return species
+      if not merge:
+        raise StoreError(
+          f"a species named {existing!r} is already enrolled; pass merge=True (CLI: --merge) to add these clips "
+          "to it, or remove it first"
+        )
+      old = current[existing]
+      merged = dataclasses.replace(
+        old,
+        embeddings=np.concatenate([old.embeddings, species.embeddings]),
+        files=old.files + species.files,
+        added=old.added + species.added,
+        updated=now(),
+      )
+      if species.threshold_source == "user":
+        merged.threshold, merged.threshold_source = species.threshold, "user"
+      elif recalibrate is not None and old.threshold_source != "user":
+        merged.threshold, merged.threshold_source = recalibrate(merged)
+      current[existing] = merged
+      return merged
+
+  def remove(self, name: str) -> Species:
+    """Removes the species called `name` (case-insensitive); StoreError listing the enrolled names if absent."""
+    with self.edit() as current:
+      found = next((n for n in current if same_name(n, name)), None)
+      if found is None:
+        raise StoreError(f"no species named {name!r} is enrolled; enrolled: {sorted(current) or 'none'}")
+      return current.pop(found)

@@ -1,0 +1,374 @@
+"""Prototypical networks (Snell et al. 2017): episodic training of the encoder, few-shot evaluation on held-out
+classes, and the raw log-mel baseline on the same episodes.
+
+Training: every step is `protonet.episodes_per_step` N-way K-shot episodes (`data.episodes`) drawn from the
+training classes only. Support and query clips go through the encoder in one forward pass (BatchNorm sees the
+whole episode); each class's prototype is the mean of its support embeddings, a query's logits are the negative
+squared Euclidean distances to the prototypes, and the loss is their softmax cross-entropy.
+
+Evaluation (the loop's eval step): every clip of the eval split is embedded ONCE, then
+`protonet.eval_episodes` episodes per `(eval_ways, shot)` setting are drawn on the cached embeddings of the
+held-out `protonet.eval_classes` only, in numpy; accuracy is the mean over episodes with a 95% interval
+`1.96 * std / sqrt(episodes)`. The same episodes are scored with nearest prototypes on the clips' mean log-mel
+frames (the model's front end, no learning): the baseline any learnt embedding has to beat.
+
+Outputs in the workdir: what the loop writes, plus `metrics.json` (latest evaluation) and `eval_log.jsonl`.
+The head of the classifier exists (the model is the shared `Classifier`) but is never trained or used.
+"""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from animaljax.augment import spec_augment
+from animaljax.data.episodes import check_episode_shape, draw_episode, examples_by_class, make_episode_loader
+from animaljax.data.loader import make_loader
+from animaljax.models.classifier import make_model
+from animaljax.training import loop
+from animaljax.training.state import TrainState, make_optimizer, merge_pretrained
+from animaljax.training.supervised import (
+  _load_init,
+  calibrate_batch_stats,
+  ensure_packed,
+  model_config,
+  resolve_config,
+)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Loss and few-shot scoring
+# ----------------------------------------------------------------------------------------------------------------
+def prototype_logits(support: jax.Array, support_label: jax.Array, query: jax.Array, n_way: int) -> jax.Array:
+  """Negative squared Euclidean distances of queries to class prototypes.
+
+  Args:
+    support: (S, D) support embeddings; support_label: (S,) int in `0..n_way-1`; query: (Q, D).
+
+  Returns:
+    (Q, n_way) logits `-||q - mean_c||^2`, the prototype `mean_c` being the mean of class c's support rows.
+  """
+  onehot = jax.nn.one_hot(support_label, n_way, dtype=jnp.float32)  # (S, N)
+  protos = (onehot.T @ support.astype(jnp.float32)) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
+  query = query.astype(jnp.float32)
+  # ||q||^2 - 2 q.p + ||p||^2: one matmul instead of a (Q, N, D) difference tensor.
+  sq = jnp.sum(query**2, -1, keepdims=True) - 2.0 * query @ protos.T + jnp.sum(protos**2, -1)[None]
+  return -jnp.maximum(sq, 0.0)
+
+
+def prototypical_loss(
+  support: jax.Array, support_label: jax.Array, query: jax.Array, query_label: jax.Array, n_way: int
+) -> tuple[jax.Array, jax.Array]:
+  """Mean softmax cross-entropy of the queries over `prototype_logits`, and the query accuracy (scalars)."""
+  logits = prototype_logits(support, support_label, query, n_way)
+  log_p = jax.nn.log_softmax(logits)
+  loss = -jnp.mean(jnp.take_along_axis(log_p, query_label[:, None], axis=1))
+  accuracy = jnp.mean((logits.argmax(-1) == query_label).astype(jnp.float32))
+  return loss, accuracy
+
+
+def mean_log_mel(features: jax.Array) -> jax.Array:
+  """The baseline's clip vector: `(batch, frames, bins)` front-end features -> `(batch, bins)` mean over time."""
+  return jnp.mean(features.astype(jnp.float32), axis=1)
+
+
+def episode_accuracies(
+  embeddings: np.ndarray,
+  labels: np.ndarray,
+  *,
+  classes,
+  n_way: int,
+  k_shot: int,
+  q_queries: int,
+  num_episodes: int,
+  seed: int,
+) -> np.ndarray:
+  """Nearest-prototype accuracy of each of `num_episodes` episodes drawn on cached embeddings.
+
+  Args:
+    embeddings: (n, D) one row per clip; labels: (n,) class ids; classes: the ids to draw from (None = all).
+    seed: the episode stream (`data.episodes.draw_episode`); the same seed gives the same episodes for any
+      embedding of the same clips, which makes two embeddings directly comparable.
+
+  Returns:
+    (num_episodes,) float64 query accuracies.
+  """
+  embeddings = np.asarray(embeddings, np.float64)
+  by_class = examples_by_class(labels, classes)
+  check_episode_shape(by_class, n_way, k_shot, q_queries)
+  truth = np.repeat(np.arange(n_way), q_queries)
+  accs = np.empty(num_episodes)
+  for i in range(num_episodes):
+    _, support, query = draw_episode(seed, i, by_class, n_way, k_shot, q_queries)
+    protos = embeddings[support].mean(axis=1)  # (N, D)
+    dist = ((embeddings[query.reshape(-1)][:, None, :] - protos[None]) ** 2).sum(-1)  # (N*Q, N)
+    accs[i] = np.mean(dist.argmin(1) == truth)
+  return accs
+
+
+def mean_and_ci95(values: np.ndarray) -> tuple[float, float]:
+  """Mean and the half-width `1.96 * std / sqrt(n)` (population std, the usual few-shot protocol)."""
+  values = np.asarray(values, np.float64)
+  return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
+
+
+def few_shot_report(
+  embeddings: np.ndarray, logmel: np.ndarray | None, labels: np.ndarray, p: ml_collections.ConfigDict
+) -> dict:
+  """Accuracy +- CI per `(p.eval_ways, shot)` on `p.eval_classes`, for the embeddings and the log-mel baseline.
+
+  Keys: `{w}way_{k}shot_accuracy`, `..._ci95`, `..._baseline_accuracy`, `..._baseline_ci95`, and `accuracy`
+  (= the last shot setting, the loop's model-selection metric).
+  """
+  out: dict = {}
+  for shot in p.eval_shots:
+    args = dict(
+      classes=list(p.eval_classes), n_way=p.eval_ways, k_shot=shot, q_queries=p.eval_queries,
+      num_episodes=p.eval_episodes, seed=p.eval_seed,
+    )  # fmt: skip
+    name = f"{p.eval_ways}way_{shot}shot"
+    out[f"{name}_accuracy"], out[f"{name}_ci95"] = mean_and_ci95(
+      episode_accuracies(embeddings, labels, **args)
+    )
+    if logmel is not None:
+      base = episode_accuracies(logmel, labels, **args)
+      out[f"{name}_baseline_accuracy"], out[f"{name}_baseline_ci95"] = mean_and_ci95(base)
+    out["accuracy"] = out[f"{name}_accuracy"]
+  out["eval_episodes"] = int(p.eval_episodes)
+  return out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Config
+# ----------------------------------------------------------------------------------------------------------------
+def check_protonet_config(c: ml_collections.ConfigDict, num_classes: int) -> tuple[list[int], list[int]]:
+  """(training classes, held-out evaluation classes) after checking `c.protonet`; ValueError on a bad one."""
+  if "protonet" not in c:
+    raise ValueError("trainer 'protonet' needs a config.protonet section (see configs/protonet_esc50.py)")
+  p = c.protonet
+  held_out = sorted(int(k) for k in p.eval_classes)
+  train = sorted(int(k) for k in p.train_classes) or [k for k in range(num_classes) if k not in held_out]
+  bad = [k for k in train + held_out if not 0 <= k < num_classes]
+  if bad:
+    raise ValueError(f"protonet class ids {bad} are outside the dataset's 0..{num_classes - 1}")
+  overlap = sorted(set(train) & set(held_out))
+  if overlap:
+    raise ValueError(
+      f"protonet.train_classes and eval_classes share {overlap}: held-out classes must be unseen"
+    )
+  if p.n_way > len(train):
+    raise ValueError(f"protonet.n_way={p.n_way} but only {len(train)} training classes")
+  if held_out and p.eval_ways > len(held_out):
+    raise ValueError(f"protonet.eval_ways={p.eval_ways} but only {len(held_out)} eval_classes")
+  if p.eval_episodes < 1 or not p.eval_shots:
+    raise ValueError("protonet.eval_episodes must be >= 1 and eval_shots non-empty")
+  return train, held_out
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Initialisation from another run
+# ----------------------------------------------------------------------------------------------------------------
+def _encoder_subtree(tree: dict, where: str) -> dict:
+  """The `encoder` subtree at the top of `tree` or one level down (a SimCLR state may nest the classifier)."""
+  if "encoder" in tree:
+    return tree["encoder"]
+  for value in tree.values():
+    if isinstance(value, dict) and "encoder" in value:
+      return value["encoder"]
+  raise ValueError(f"no 'encoder' parameters in the checkpoint at {where} (top-level keys: {sorted(tree)})")
+
+
+def load_encoder_from_run(workdir: str | pathlib.Path) -> tuple[dict, dict, str]:
+  """`(encoder params, encoder batch_stats, checkpoint path)` of a training workdir: its `best/` state if it has
+  one, else its latest `checkpoints/` state. Works for any trainer whose model is the shared `Classifier`."""
+  import orbax.checkpoint as ocp
+
+  root = pathlib.Path(workdir).absolute()
+  path = None
+  best = root / "best" / "best.json"
+  if best.is_file():
+    path = root / "best" / str(json.loads(best.read_text())["step"]) / "state"
+  else:
+    steps = sorted(int(d.name) for d in (root / "checkpoints").glob("*") if d.name.isdigit())
+    if steps:
+      path = root / "checkpoints" / str(steps[-1]) / "state"
+  if path is None or not path.is_dir():
+    raise FileNotFoundError(f"{root} holds no finished checkpoint (best/ or checkpoints/<step>/state)")
+  with ocp.StandardCheckpointer() as ckpt:
+    state = ckpt.restore(path)
+  params = _encoder_subtree(dict(state["params"]), str(path))
+  stats = state.get("batch_stats") or {}
+  return params, (_encoder_subtree(dict(stats), str(path)) if stats else {}), str(path)
+
+
+def _init_encoder(c: ml_collections.ConfigDict, params: dict, batch_stats: dict) -> tuple[dict, dict]:
+  """`model.init_from`: a training workdir (supervised / SimCLR / ProtoNet) or a converted PANNs/AST folder."""
+  where = pathlib.Path(c.model.init_from)
+  if (where / "checkpoints").is_dir() or (where / "best").is_dir():
+    enc_params, enc_stats, path = load_encoder_from_run(where)
+    params = merge_pretrained(params, {"encoder": enc_params}, path)
+    if batch_stats and enc_stats:
+      batch_stats = merge_pretrained(batch_stats, {"encoder": enc_stats}, path)
+    return params, batch_stats
+  c = ml_collections.ConfigDict(c.to_dict())
+  c.model.keep_head = False  # the head is never used here; the converted one has AudioSet's 527 classes
+  return _load_init(c, params, batch_stats)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Steps
+# ----------------------------------------------------------------------------------------------------------------
+def make_steps(c: ml_collections.ConfigDict, model, tx, lr_fn):
+  """Pure train and eval steps for `loop.Task`.
+
+  Train batches: `audio (E, N*(K+Q), T)` (support rows first), `label (E, N*(K+Q))` within-episode labels.
+  Eval batches: the loader's `audio (B, T)`, `label (B,)`, `mask (B,)`.
+  """
+  p, t = c.protonet, c.train
+  n_support = p.n_way * p.k_shot
+
+  def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
+    k_drop, k_aug = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    episodes, rows, length = batch["audio"].shape
+
+    def feature_fn(feats: jax.Array, key: jax.Array) -> jax.Array:
+      if not t.specaugment:
+        return feats
+      return spec_augment(
+        key, feats, time_masks=t.time_masks, time_width=t.time_width, freq_masks=t.freq_masks,
+        freq_width=t.freq_width,
+      )  # fmt: skip
+
+    def loss_fn(params):
+      (_, out), updates = model.apply(
+        {"params": params, "batch_stats": state.batch_stats}, batch["audio"].reshape(episodes * rows, length),
+        train=True, feature_fn=feature_fn, rngs={"dropout": k_drop, "augment": k_aug}, mutable=["batch_stats"],
+      )  # fmt: skip
+      emb = out["embedding"].astype(jnp.float32).reshape(episodes, rows, -1)
+      labels = batch["label"]
+      loss, acc = jax.vmap(prototypical_loss, in_axes=(0, 0, 0, 0, None))(
+        emb[:, :n_support], labels[:, :n_support], emb[:, n_support:], labels[:, n_support:], p.n_way
+      )
+      return loss.mean(), (acc.mean(), updates.get("batch_stats", state.batch_stats))
+
+    (loss, (accuracy, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(lambda w, u: w + u, state.params, updates)
+    new_state = state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
+    )
+    grad_norm = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads)))
+    return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "lr": lr_fn(state.step)}
+
+  def eval_step(state: TrainState, batch: dict) -> dict:
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    _, out = model.apply(variables, batch["audio"], train=False)
+    return {
+      "embedding": out["embedding"].astype(jnp.float32),
+      "logmel": mean_log_mel(out["features"]),
+      "label": batch["label"],
+      "mask": batch["mask"],
+    }
+
+  return train_step, eval_step
+
+
+def _episode_rows(batch: dict) -> dict:
+  """Episode batch -> the loop's `audio`/`label`/`mask` keys (support rows first), shared with evaluation."""
+  return {
+    "audio": np.concatenate([batch["support"], batch["query"]], axis=1),
+    "label": np.concatenate([batch["support_label"], batch["query_label"]], axis=1),
+    "mask": np.ones(batch["episode"].shape, bool),
+    "index": batch["episode"],
+  }
+
+
+def write_report(workdir: pathlib.Path, step: int, report: dict) -> None:
+  """`metrics.json` (latest evaluation, replaced atomically) and a line of `eval_log.jsonl`."""
+  record = {"step": step, **report}
+  tmp = workdir / "metrics.json.tmp"
+  tmp.write_text(json.dumps(record, indent=2) + "\n")
+  tmp.replace(workdir / "metrics.json")
+  with open(workdir / "eval_log.jsonl", "a") as f:
+    f.write(json.dumps(record) + "\n")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Entry point
+# ----------------------------------------------------------------------------------------------------------------
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+  """Trains the encoder on episodes of the training classes; evaluates few-shot on the held-out classes.
+
+  Returns:
+    The last evaluation's metrics (`few_shot_report`) plus the loop's `step`, `train_loss`, `best`, ...
+  """
+  workdir = pathlib.Path(workdir).absolute()
+  workdir.mkdir(parents=True, exist_ok=True)
+  c = resolve_config(config, workdir)
+  data = ensure_packed(c)
+  train_classes, held_out = check_protonet_config(c, len(data.class_names))
+  if not held_out:
+    raise ValueError("protonet.eval_classes is empty: name the held-out classes to evaluate on")
+  if jax.process_index() == 0:
+    (workdir / "config.json").write_text(c.to_json(indent=2) + "\n")
+  d, t, p = c.data, c.train, c.protonet
+  per_process = loop.check_batch_size(p.episodes_per_step, "protonet.episodes_per_step")
+  episode_args = dict(
+    n_way=p.n_way, k_shot=p.k_shot, q_queries=p.q_queries, clip_seconds=d.clip_seconds,
+    classes=train_classes, seed=t.seed,
+  )  # fmt: skip
+  episodes = make_episode_loader(d.dir, d.train_split, episodes_per_batch=per_process, **episode_args)
+  train_batches = episodes.dataset.map(_episode_rows)  # still a grain dataset: its iterator checkpoints
+  eval_global = -(-c.eval.batch_size // jax.device_count()) * jax.device_count()
+
+  def eval_batches():
+    return make_loader(
+      d.dir, d.eval_split, batch_size=eval_global // jax.process_count(), train=False,
+      clip_seconds=d.clip_seconds,
+    )  # fmt: skip
+
+  model = make_model(model_config(c, len(data.class_names)))  # the head is built but never trained
+  tx, lr_fn = make_optimizer(
+    optimizer=t.optimizer, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule,
+    weight_decay=t.weight_decay, grad_clip=t.grad_clip,
+  )  # fmt: skip
+  train_step, eval_step = make_steps(c, model, tx, lr_fn)
+
+  def init_state() -> TrainState:
+    k_params, k_state = jax.random.split(jax.random.PRNGKey(t.seed))
+    dummy = jnp.zeros((1, episodes.clip_samples), jnp.int16)
+    variables = jax.jit(lambda k: model.init({"params": k}, dummy, train=False))(k_params)
+    params, batch_stats = variables["params"], variables.get("batch_stats", {})
+    if c.model.init_from:
+      params, batch_stats = _init_encoder(c, params, batch_stats)
+    elif batch_stats:  # one whole episode's statistics instead of (0, 1) running values (see supervised)
+      first = next(iter(make_episode_loader(d.dir, d.train_split, shard_by_process=False, **episode_args)))
+      audio = _episode_rows(first)["audio"]
+      batch_stats = calibrate_batch_stats(
+        model, params, batch_stats, audio.reshape(-1, audio.shape[-1]), k_state
+      )
+    return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params, batch_stats=batch_stats, opt_state=tx.init(params),
+      rng=k_state,
+    )  # fmt: skip
+
+  def summarize(outputs: dict[str, np.ndarray]) -> dict:
+    return few_shot_report(outputs["embedding"], outputs["logmel"], outputs["label"], p)
+
+  task = loop.Task(
+    init_state=init_state, train_step=train_step, eval_step=eval_step, summarize=summarize,
+    train_batches=train_batches, eval_batches=eval_batches,
+    on_eval=lambda step, report: write_report(workdir, step, report),
+  )  # fmt: skip
+  loop_cfg = loop.LoopConfig(
+    steps=t.steps, global_batch_size=p.episodes_per_step, eval_every=c.eval.every_steps,
+    checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
+    metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
+    on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
+  )  # fmt: skip
+  return loop.run(task, loop_cfg, workdir)
