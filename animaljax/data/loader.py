@@ -10,9 +10,12 @@ where `B` is the *per-process* batch size (global batch / process count), `index
 the split expression and `mask` is False on padding rows. Audio stays int16 on the host; the model's front end
 converts it on the device.
 
-Order: every process draws the same permutation of the whole split for each epoch from `(seed, epoch)` and
-keeps every `process_count`-th entry starting at `process_index`, so processes split each epoch exactly and
-the order does not depend on worker counts. A random crop's offset is a hash of `(seed, epoch, example)`.
+Order: every process draws the same permutation of the whole split for each epoch from `(seed, epoch)`. In
+training, global batch `b` is entries `[b*B*P, (b+1)*B*P)` of it and process `p` takes the contiguous block
+`p*B .. p*B+B-1` of that batch, so the global batch assembled from P processes is row for row the batch one
+process would read with batch size `B*P` (per-row augmentation then draws the same masks: losses match across
+process counts). In evaluation process `p` takes every `P`-th entry from `p`. The order does not depend on
+worker counts. A random crop's offset is a hash of `(seed, epoch, example)`.
 So a run is reproducible from the seed, and a restored iterator continues with the same batches and crops.
 
 Class-balanced sampling (`sampling="balanced"`, training only): each epoch's order is instead `n` draws with
@@ -87,7 +90,8 @@ class _Order:
   """Position in this process's stream -> example id (-1 for an eval padding row).
 
   Every process draws the same permutation of all `n` examples for each epoch (seeded by `(seed, epoch)`)
-  and takes every `count`-th entry from `index`, so the processes split each epoch exactly. The
+  and takes its block of `block` rows from each global batch of `block * count` entries (training), or every
+  `count`-th entry from `index` (`block=0`, evaluation), so the processes split each epoch exactly. The
   permutation is built here rather than with `MapDataset.shuffle` because grain's `index_shuffle` costs
   ~200 us per element on small datasets (measured for 400 examples; 8 us for 400k), as much as reading the
   clip; a cached `np.random.Generator.permutation` is ~1 ms per epoch for 100k examples.
@@ -102,9 +106,10 @@ class _Order:
     index: int,
     count: int,
     weights: np.ndarray | None = None,
+    block: int = 0,
   ):
     self.n, self.rows_per_epoch, self.shuffle, self.seed = n, rows_per_epoch, shuffle, seed
-    self.index, self.count = index, count
+    self.index, self.count, self.block = index, count, block
     self.weights = (
       weights  # (n,) sampling probabilities (sum 1): draws with replacement instead of a permutation
     )
@@ -122,7 +127,11 @@ class _Order:
 
   def __call__(self, position: int, _: Any = None) -> int:
     epoch, k = divmod(int(position), max(self.rows_per_epoch, 1))
-    g = self.index + k * self.count
+    if self.block:
+      batch, row = divmod(k, self.block)
+      g = (batch * self.count + self.index) * self.block + row
+    else:
+      g = self.index + k * self.count
     if g >= self.n:
       return -1
     if not self.shuffle:
@@ -316,9 +325,24 @@ def make_loader(
   length = round(clip_seconds * data.sample_rate)
   # Training: this process's share of each epoch. Evaluation: ceil(n / processes) rows on every process,
   # padded with -1, so all processes yield the same number of batches and multi-host steps line up.
-  rows_per_epoch = len(range(process_index, n, process_count)) if train else math.ceil(n / process_count)
+  if train:
+    # Whole global batches of batch_size * process_count rows; a last partial one is dropped or, without
+    # drop_remainder, filled with masked padding rows.
+    global_batches = (
+      (n // (batch_size * process_count)) if drop_remainder else -(-n // (batch_size * process_count))
+    )
+    if global_batches == 0:
+      raise ValueError(
+        f"{data.path}: split {split!r} has {n} examples, fewer than one global batch of "
+        f"{batch_size} x {process_count} process(es); use a smaller batch or drop_remainder=False"
+      )
+    rows_per_epoch = global_batches * batch_size
+  else:
+    rows_per_epoch = math.ceil(n / process_count)
   weights = balanced_weights(split_labels(source)) if sampling == "balanced" else None
-  order = _Order(n, rows_per_epoch, train, seed, process_index, process_count, weights)
+  order = _Order(
+    n, rows_per_epoch, train, seed, process_index, process_count, weights, block=batch_size if train else 0
+  )
   positions = grain.MapDataset.range(rows_per_epoch).repeat(num_epochs)
   collate = _Collate(batch_size, length)
   if windows:

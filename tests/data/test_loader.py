@@ -219,23 +219,50 @@ def test_split_expression_concatenates(packed):
 
 
 def _epochs(packed, process_index, seed=0):
+  # drop_remainder=False: the last global batch is completed with masked padding rows, so every clip is seen.
   ld = loader.make_loader(packed, "validation", batch_size=1, train=True, clip_seconds=CLIP_S, seed=seed,
-                          num_epochs=2, process_index=process_index, process_count=2)  # fmt: skip
-  index = [int(b["index"][0]) for b in ld]
+                          num_epochs=2, process_index=process_index, process_count=2,
+                          drop_remainder=False)  # fmt: skip
+  batches = list(ld)
   per_epoch = ld.batches_per_epoch
-  assert len(index) == 2 * per_epoch
-  return index[:per_epoch], index[per_epoch:]
+  assert len(batches) == 2 * per_epoch
+  index = [
+    [int(b["index"][0]) for b in part if b["mask"][0]] for part in (batches[:per_epoch], batches[per_epoch:])
+  ]
+  return index[0], index[1]
 
 
 def test_two_processes_see_disjoint_examples_covering_each_epoch(packed):
   (a0, a1), (b0, b1) = _epochs(packed, 0), _epochs(packed, 1)
-  assert (len(a0), len(b0)) == (5, 4)  # 9 validation clips over 2 processes
+  assert (len(a0), len(b0)) == (5, 4)  # 9 validation clips over 2 processes (one padding row on process 1)
   for mine, theirs in ((a0, b0), (a1, b1)):
     assert not set(mine) & set(theirs)
     assert sorted(mine + theirs) == list(range(9))
   assert a0 + b0 != a1 + b1  # reshuffled each epoch
   assert (a0, a1) == _epochs(packed, 0)  # same seed, same order
   assert _epochs(packed, 0, seed=1) != (a0, a1)
+
+
+def test_processes_assemble_the_single_process_global_batch_row_for_row(packed):
+  """P processes with batch B give, concatenated in process order, the batches of 1 process with B * P."""
+
+  def batches(batch_size, **kw):
+    ld = loader.make_loader(packed, "train", batch_size=batch_size, train=True, clip_seconds=CLIP_S, seed=3,
+                            num_epochs=3, **kw)  # fmt: skip
+    return list(ld)
+
+  whole = batches(6, shard_by_process=False)
+  parts = [batches(3, process_index=p, process_count=2) for p in range(2)]
+  assert len(whole) == len(parts[0]) == len(parts[1]) == 3 * (24 // 6)
+  for w, a, b in zip(whole, *parts, strict=True):
+    for key in ("audio", "label", "index", "mask"):
+      np.testing.assert_array_equal(w[key], np.concatenate([a[key], b[key]]))
+
+
+def test_too_few_examples_for_one_global_batch_is_a_clear_error(packed):
+  with pytest.raises(ValueError, match="fewer than one global batch"):
+    loader.make_loader(packed, "validation", batch_size=5, train=True, clip_seconds=CLIP_S, process_index=0,
+                       process_count=2)  # fmt: skip
 
 
 def test_eval_gives_every_process_the_same_number_of_batches(packed):
@@ -466,7 +493,7 @@ def test_balanced_sampling_is_deterministic_resumable_and_sharded(imbalanced):
   for p in range(2):
     part = next(iter(_balanced(imbalanced, batch_size=25, shard_by_process=True, process_index=p,
                                process_count=2)))["index"]  # fmt: skip
-    np.testing.assert_array_equal(part, whole[p::2])
+    np.testing.assert_array_equal(part, whole[p * 25 : (p + 1) * 25])
 
 
 def test_balanced_weights_and_bad_sampling_names(imbalanced):
