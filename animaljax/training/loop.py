@@ -94,6 +94,17 @@ class LoopConfig:
   early_stopping_patience: int = 0  # evaluations without improvement of `metric` before stopping; 0 = off
   tensorboard: bool = True
 
+  @classmethod
+  def from_config(cls, c, global_batch_size: int) -> LoopConfig:
+    """The loop settings of an experiment config (`train`, `eval`, `checkpoint` sections)."""
+    t = c.train
+    return cls(
+      steps=t.steps, global_batch_size=global_batch_size, eval_every=c.eval.every_steps,
+      checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
+      metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
+      on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
+    )  # fmt: skip
+
 
 def make_mesh() -> Mesh:
   """A 1-D mesh over every device of every process, axis `data` (room for an `fsdp` axis later)."""

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from animaljax.augment import spec_augment
 from animaljax.data.episodes import check_episode_shape, draw_episode, examples_by_class, make_episode_loader
@@ -257,12 +258,8 @@ def make_steps(c: ml_collections.ConfigDict, model, tx, lr_fn):
       return loss.mean(), (acc.mean(), updates.get("batch_stats", state.batch_stats))
 
     (loss, (accuracy, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda w, u: w + u, state.params, updates)
-    new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-    )
-    grad_norm = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads)))
+    new_state = state.apply_gradients(grads, batch_stats, tx)
+    grad_norm = optax.global_norm(grads)
     return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "lr": lr_fn(state.step)}
 
   def eval_step(state: TrainState, batch: dict) -> dict:
@@ -365,10 +362,5 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     train_batches=train_batches, eval_batches=eval_batches,
     on_eval=lambda step, report: write_report(workdir, step, report),
   )  # fmt: skip
-  loop_cfg = loop.LoopConfig(
-    steps=t.steps, global_batch_size=p.episodes_per_step, eval_every=c.eval.every_steps,
-    checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
-    metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
-    on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
-  )  # fmt: skip
+  loop_cfg = loop.LoopConfig.from_config(c, p.episodes_per_step)
   return loop.run(task, loop_cfg, workdir)

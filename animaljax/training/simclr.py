@@ -141,12 +141,8 @@ def make_steps(c: ml_collections.ConfigDict, model: SimclrModel, tx, lr_fn, vc: 
       return nt_xent(z[:b], z[b:], s.temperature), (z, updates.get("batch_stats", state.batch_stats))
 
     (loss, (z, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = optax.apply_updates(state.params, updates)
     zn = z / (jnp.linalg.norm(z, axis=-1, keepdims=True) + 1e-12)
-    new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-    )
+    new_state = state.apply_gradients(grads, batch_stats, tx)
     return new_state, {
       "loss": loss,
       "positive_cosine": jnp.mean(jnp.sum(zn[:b] * zn[b:], axis=-1)),  # -> 1 as views align
@@ -372,12 +368,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     train_batches=train_loader, eval_batches=eval_batches,
     on_eval=lambda step, m: _write_metrics(workdir, step, m),
   )  # fmt: skip
-  loop_cfg = loop.LoopConfig(
-    steps=t.steps, global_batch_size=t.batch_size, eval_every=c.eval.every_steps,
-    checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
-    metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
-    on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
-  )  # fmt: skip
+  loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
 
   from animaljax.checkpoint import Checkpointer
 

@@ -36,6 +36,14 @@ class TrainState:
   opt_state: Any
   rng: jax.Array
 
+  def apply_gradients(self, grads: Any, batch_stats: Any, tx: optax.GradientTransformation) -> TrainState:
+    """One optimizer update (every trainer's step ends here): new params, opt state and BN statistics."""
+    updates, opt_state = tx.update(grads, self.opt_state, self.params)
+    return self.replace(
+      step=self.step + 1, params=optax.apply_updates(self.params, updates), batch_stats=batch_stats,
+      opt_state=opt_state,
+    )  # fmt: skip
+
 
 def learning_rate_schedule(lr: float, steps: int, warmup_steps: int, schedule: str) -> optax.Schedule:
   """Linear warm-up from 0 to `lr` over `warmup_steps`, then cosine decay to 0 at `steps` (or constant)."""

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+import optax
 
 from animaljax import losses, metrics
 from animaljax.augment import mixup, sample_mixup, spec_augment
@@ -220,13 +221,9 @@ def make_steps(
       return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    updates, opt_state = tx.update(grads, state.opt_state, state.params)
-    params = jax.tree.map(lambda p, u: p + u, state.params, updates)
     accuracy = losses.masked_mean((logits.argmax(-1) == batch["label"]).astype(jnp.float32), mask)
-    new_state = state.replace(
-      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state
-    )
-    grad_norm = jnp.sqrt(sum(jnp.sum(g.astype(jnp.float32) ** 2) for g in jax.tree.leaves(grads)))
+    new_state = state.apply_gradients(grads, batch_stats, tx)
+    grad_norm = optax.global_norm(grads)
     return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "lr": lr_fn(state.step)}
 
   def eval_step(state: TrainState, batch: dict) -> dict:
@@ -361,12 +358,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     eval_batches=eval_batches,
     on_eval=lambda step, report: write_report(workdir, step, report, class_names),
   )
-  loop_cfg = loop.LoopConfig(
-    steps=t.steps, global_batch_size=t.batch_size, eval_every=c.eval.every_steps,
-    checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
-    metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
-    on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
-  )  # fmt: skip
+  loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
   return loop.run(task, loop_cfg, workdir)
 
 

@@ -6,6 +6,7 @@ source object must be picklable (plain attributes, no open files).
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import zlib
 
@@ -36,7 +37,7 @@ class Example:
   fold: int = 0
 
 
-class Source:
+class Source(abc.ABC):
   """Base class: subclasses set `name` and `class_names` and implement `examples()`.
 
   `load` decodes a file with `animaljax.audio.io.load_audio`; the synthetic source overrides it to generate
@@ -46,8 +47,9 @@ class Source:
   name: str = "source"
   class_names: tuple[str, ...] = ()
 
+  @abc.abstractmethod
   def examples(self) -> list[Example]:
-    raise NotImplementedError(f"{type(self).__name__} must list its examples")
+    """Every clip of the corpus, sorted deterministically (by split, then path)."""
 
   def load(self, example: Example, sample_rate: int, **validation) -> np.ndarray:
     return audio_io.load_audio(example.path, sample_rate, **validation)
