@@ -27,7 +27,6 @@ import ml_collections
 import numpy as np
 import optax
 
-from animaljax.augment import spec_augment
 from animaljax.data.episodes import check_episode_shape, draw_episode, examples_by_class, make_episode_loader
 from animaljax.data.loader import make_loader
 from animaljax.models.classifier import make_model
@@ -35,6 +34,7 @@ from animaljax.training import loop
 from animaljax.training.state import TrainState, make_optimizer, merge_pretrained
 from animaljax.training.supervised import (
   _load_init,
+  augment_features,
   calibrate_batch_stats,
   ensure_packed,
   model_config,
@@ -238,12 +238,7 @@ def make_steps(c: ml_collections.ConfigDict, model, tx, lr_fn):
     episodes, rows, length = batch["audio"].shape
 
     def feature_fn(feats: jax.Array, key: jax.Array) -> jax.Array:
-      if not t.specaugment:
-        return feats
-      return spec_augment(
-        key, feats, time_masks=t.time_masks, time_width=t.time_width, freq_masks=t.freq_masks,
-        freq_width=t.freq_width,
-      )  # fmt: skip
+      return augment_features(feats, key, t)
 
     def loss_fn(params):
       (_, out), updates = model.apply(

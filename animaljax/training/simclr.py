@@ -31,14 +31,20 @@ import ml_collections
 import numpy as np
 import optax
 
-from animaljax.augment import random_crop, random_gain, random_noise_mix, random_time_shift, spec_augment
+from animaljax.augment import random_crop, random_gain, random_noise_mix, random_time_shift
 from animaljax.data.loader import make_loader
 from animaljax.losses_contrastive import nt_xent
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import Classifier, ClassifierConfig
 from animaljax.training import loop
 from animaljax.training.state import TrainState, make_optimizer
-from animaljax.training.supervised import calibrate_batch_stats, ensure_packed, model_config, resolve_config
+from animaljax.training.supervised import (
+  augment_features,
+  calibrate_batch_stats,
+  ensure_packed,
+  model_config,
+  resolve_config,
+)
 
 _METRICS = ("probe_accuracy", "probe_train_accuracy")
 ENCODER_DIR = "encoder"
@@ -120,12 +126,7 @@ def make_steps(c: ml_collections.ConfigDict, model: SimclrModel, tx, lr_fn, vc: 
   t, s = c.train, c.simclr
 
   def feature_fn(feats: jax.Array, key: jax.Array) -> jax.Array:
-    if not t.specaugment:
-      return feats
-    return spec_augment(
-      key, feats, time_masks=t.time_masks, time_width=t.time_width, freq_masks=t.freq_masks,
-      freq_width=t.freq_width,
-    )  # fmt: skip
+    return augment_features(feats, key, t)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     k_view, k_drop, k_aug = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)

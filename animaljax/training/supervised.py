@@ -173,6 +173,16 @@ def _class_counts(data: PackedDataset, split: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # Steps
 # ----------------------------------------------------------------------------------------------------------------
+def augment_features(feats: jax.Array, key: jax.Array, t: ml_collections.ConfigDict) -> jax.Array:
+  """SpecAugment as `train` configures it (identity when `t.specaugment` is off); every trainer's feature_fn."""
+  if not t.specaugment:
+    return feats
+  return spec_augment(
+    key, feats, time_masks=t.time_masks, time_width=t.time_width, freq_masks=t.freq_masks,
+    freq_width=t.freq_width,
+  )  # fmt: skip
+
+
 def make_steps(
   c: ml_collections.ConfigDict, model, tx, lr_fn, num_classes: int, class_weights: np.ndarray | None
 ):
@@ -197,15 +207,7 @@ def make_steps(
       targets = mixup(targets, lam, perm)
 
     def feature_fn(feats: jax.Array, key: jax.Array) -> jax.Array:
-      if t.specaugment:
-        feats = spec_augment(
-          key,
-          feats,
-          time_masks=t.time_masks,
-          time_width=t.time_width,
-          freq_masks=t.freq_masks,
-          freq_width=t.freq_width,
-        )
+      feats = augment_features(feats, key, t)
       return mixup(feats, lam, perm) if t.mixup_alpha > 0 else feats
 
     def loss_fn(params):
