@@ -1,16 +1,19 @@
 """A trained or converted classifier ready for inference: embeddings, logits and ranked labels of files/waves.
 
 `Predictor.load(path)` reads either
+  * an exported bundle (`python -m animaljax.export`; handed to `animaljax.export.load`, which runs the
+    serialised `jax.export` forward instead of tracing the Flax model),
   * a model dir (`python -m animaljax.convert` / `save_converted`): `model.json` (config + labels) + orbax
     `variables/`, or
   * a training workdir: `config.json` + the best checkpoint (`best/<step>/state`), else the latest periodic one
     (`checkpoints/<step>/state`); only params and BatchNorm statistics are restored (not the optimizer).
 
 Files are read at the model's sample rate and cut into windows of `clip_samples` (the length the model was
-trained on): a longer clip gives windows at hop = window, the last one aligned to the clip's end so every window
-has the same shape (one compilation); a shorter clip is zero-padded only up to the model's minimum length
-(CNNs pool globally over time, so padding to the full window would dilute the embedding with silence). Window
-outputs are averaged: embeddings as is, class scores as softmax probabilities.
+trained on): a longer clip gives windows every `hop` samples (default: hop = window), the last one aligned to
+the clip's end so every window has the same shape (one compilation); a shorter clip is zero-padded only up to
+the model's minimum length (CNNs pool globally over time, so padding to the full window would dilute the
+embedding with silence). `analyse`/`classify` average window outputs (embeddings as is, class scores as softmax
+probabilities); `scan` streams every window of long files through the model in batches and keeps them apart.
 
 If the model folder holds enrolled species (`<path>/species/`, see `animaljax.fewshot`), `classify` ranks them
 with the model's own classes.
@@ -18,19 +21,21 @@ with the model's own classes.
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import hashlib
 import json
 import math
 import os
 import pathlib
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from animaljax.audio import frontend
-from animaljax.audio.io import load_audio
+from animaljax.audio.io import AudioError, load_audio
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import ClassifierConfig, make_model
 from animaljax.models.cnn14 import CnnConfig
@@ -84,6 +89,34 @@ def fingerprint(config: ClassifierConfig, variables: dict) -> str:
   return h.hexdigest()[:16]
 
 
+class ExportedForward:
+  """A deserialised `jax.export` forward `(variables, wave (batch, time) float32) -> (logits, embedding)`.
+
+  Args:
+    exported: the `jax.export.Exported` (batch symbolic; time symbolic as a multiple of `multiple_of`
+      samples, or fixed).
+    min_samples: shortest time length it accepts; multiple_of: time lengths it accepts are multiples of it;
+      fixed_samples: the one time length it accepts, when time is not symbolic.
+  """
+
+  def __init__(
+    self, exported, *, min_samples: int = 0, multiple_of: int = 1, fixed_samples: int | None = None
+  ):
+    self.exported = exported
+    self.min_samples, self.multiple_of, self.fixed_samples = int(min_samples), int(multiple_of), fixed_samples
+    # jit caches one compilation per input shape; the call itself lowers only the stored StableHLO.
+    self._call = jax.jit(lambda variables, wave: exported.call(variables, frontend.to_float(wave)))
+
+  def accepts(self, num_samples: int) -> bool:
+    """Whether a window of `num_samples` can go through the exported function."""
+    if self.fixed_samples is not None:
+      return num_samples == self.fixed_samples
+    return num_samples >= self.min_samples and num_samples % self.multiple_of == 0
+
+  def __call__(self, variables: dict, waves) -> tuple[jax.Array, jax.Array]:
+    return self._call(variables, waves)
+
+
 class Predictor:
   """A classifier for inference.
 
@@ -93,6 +126,9 @@ class Predictor:
     labels: the model's class names (`config.num_classes` of them).
     clip_seconds: the window the model was trained on; None: the AST grid's length, or 5 s for CNNs.
     path: the folder it came from (where the species store lives); None for an in-memory model.
+    exported: a deserialised `jax.export` forward (`animaljax.export` bundles) used instead of tracing the
+      Flax model for every input length it accepts; other lengths (e.g. clips shorter than its minimum) go
+      through the Flax model, built on first use.
 
   Attributes:
     labels, sample_rate, clip_samples (window), min_samples, embed_dim, config, path, fingerprint.
@@ -106,6 +142,7 @@ class Predictor:
     *,
     clip_seconds: float | None = None,
     path: str | os.PathLike | None = None,
+    exported: ExportedForward | None = None,
   ):
     if len(labels) != config.num_classes:
       raise ValueError(f"{len(labels)} labels for a model with {config.num_classes} classes")
@@ -121,19 +158,30 @@ class Predictor:
     self.embed_dim = int(config.encoder.embed_dim)
     self.variables = jax.tree.map(jnp.asarray, {k: v for k, v in variables.items() if v})
     self.fingerprint = fingerprint(config, variables)
-    model = make_model(config)
+    self.exported = exported
+    self._flax = None  # the jitted Flax forward, built on first use (an exported bundle may never need it)
 
-    def forward(variables, wave):
-      logits, out = model.apply(variables, wave, train=False)
-      return logits, out["embedding"].astype(jnp.float32)
+  def _flax_forward(self):
+    if self._flax is None:
+      model = make_model(self.config)
 
-    self._forward = jax.jit(forward)
+      def forward(variables, wave):
+        logits, out = model.apply(variables, wave, train=False)
+        return logits, out["embedding"].astype(jnp.float32)
+
+      self._flax = jax.jit(forward)
+    return self._flax
 
   # ------------------------------------------------------------------------------------------------ loading
   @classmethod
   def load(cls, path: str | os.PathLike) -> Predictor:
-    """A model dir (`model.json` + `variables/`) or a training workdir (`config.json` + checkpoints)."""
+    """An exported bundle (`manifest.json`), a model dir (`model.json` + `variables/`) or a training workdir
+    (`config.json` + checkpoints)."""
     root = pathlib.Path(path).absolute()
+    if (root / "manifest.json").is_file():  # the bundle format belongs to animaljax.export
+      from animaljax import export
+
+      return export.load(root)
     if (root / "model.json").is_file():
       from animaljax.models.pretrained import load_converted, read_metadata
 
@@ -167,7 +215,9 @@ class Predictor:
       raise ValueError(f"waves must be (batch, time), got shape {waves.shape}")
     if waves.shape[1] < self.min_samples:
       raise ValueError(f"waves of {waves.shape[1]} samples; this model needs at least {self.min_samples}")
-    return self._forward(self.variables, waves)
+    if self.exported is not None and self.exported.accepts(waves.shape[1]):
+      return self.exported(self.variables, waves)
+    return self._flax_forward()(self.variables, waves)
 
   def embed(self, waves) -> jax.Array:
     """(batch, time) float32 in [-1, 1] or int16 at `sample_rate` -> (batch, D) embeddings (jitted)."""
@@ -178,17 +228,44 @@ class Predictor:
     return self._run(waves)[0]
 
   # ------------------------------------------------------------------------------------------------ clips
-  def windows(self, wave: np.ndarray) -> np.ndarray:
-    """(time,) -> (windows, clip_samples) or, for a clip shorter than the window, (1, max(time, min))."""
+  def hop_samples(self, hop_seconds: float | None = None) -> int:
+    """The hop in samples: `hop_seconds` (None: one window, i.e. no overlap); ValueError if not positive."""
+    if hop_seconds is None:
+      return self.clip_samples
+    hop = round(hop_seconds * self.sample_rate)
+    if not hop_seconds > 0 or hop < 1:
+      raise ValueError(f"hop must be a positive number of seconds, got {hop_seconds}")
+    return hop
+
+  def window_starts(self, num_samples: int, hop: int | None = None) -> np.ndarray:
+    """Start sample of every window of a clip of `num_samples` (hop in samples; None: one window).
+
+    Windows start at 0, hop, 2 hop, ... while they fit; if audio is left after the last one, one more window
+    aligned to the clip's end covers it (overlapping its predecessor), so every window is full length. A clip
+    no longer than the window gives the single start 0.
+    """
+    w, hop = self.clip_samples, hop or self.clip_samples
+    if num_samples <= w:
+      return np.zeros(1, np.int64)
+    starts = np.arange(0, num_samples - w + 1, hop, dtype=np.int64)
+    if starts[-1] + w < num_samples:
+      starts = np.append(starts, num_samples - w)
+    return starts
+
+  def pad_short(self, wave: np.ndarray) -> np.ndarray:
+    """A clip no longer than the window, zero-padded to what the model takes: the full window for AST, else
+    only up to `min_samples` (CNNs pool globally over time: more padding would dilute the embedding)."""
+    n = wave.shape[0]
+    size = self.clip_samples if isinstance(self.config.encoder, AstConfig) else max(n, self.min_samples)
+    return np.pad(wave, (0, size - n))
+
+  def windows(self, wave: np.ndarray, hop: int | None = None) -> np.ndarray:
+    """(time,) -> (windows, clip_samples) at `window_starts` (hop in samples; None: hop = window), or, for a
+    clip shorter than the window, (1, `pad_short` length)."""
     wave = np.asarray(wave)
-    n, w = wave.shape[0], self.clip_samples
-    if n <= w:
-      size = w if isinstance(self.config.encoder, AstConfig) else max(n, self.min_samples)
-      return np.pad(wave, (0, size - n))[None]
-    starts = list(range(0, n - w + 1, w))
-    if starts[-1] + w < n:  # the tail: a last window aligned to the end, overlapping the previous one
-      starts.append(n - w)
-    return np.stack([wave[s : s + w] for s in starts])
+    if wave.shape[0] <= self.clip_samples:
+      return self.pad_short(wave)[None]
+    return np.stack([wave[s : s + self.clip_samples] for s in self.window_starts(wave.shape[0], hop)])
 
   def analyse(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
     """Clips (each (time,) at `sample_rate`) -> (probs (N, C) window-averaged softmax, embeddings (N, D)).
@@ -214,9 +291,91 @@ class Predictor:
     mean = lambda x: np.stack([x[owner == i].sum(0) for i in range(len(waves))]) / count  # noqa: E731
     return mean(probs), mean(embs)
 
-  def load_file(self, path: str | os.PathLike) -> np.ndarray:
+  def load_file(self, path: str | os.PathLike, max_seconds: float | None = 3600.0) -> np.ndarray:
     """(time,) float32 at the model's rate; AudioError naming the file if it cannot be used."""
-    return load_audio(path, self.sample_rate, silent="allow")
+    return load_audio(path, self.sample_rate, silent="allow", max_seconds=max_seconds)
+
+  # ------------------------------------------------------------------------------------------------ long files
+  def run_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, time) windows -> (softmax probs (n, C), embeddings (n, D)) as numpy, in one forward pass.
+
+    n is padded with silent rows up to the next power of two, so a stream of batches of any size compiles
+    at most log2(batch) + 1 shapes (each compilation costs far more than the padded rows).
+    """
+    n = windows.shape[0]
+    size = 1 << max(0, (n - 1).bit_length())
+    if size > n:
+      windows = np.concatenate([windows, np.zeros((size - n, windows.shape[1]), windows.dtype)])
+    logits, emb = self._run(windows)
+    return np.asarray(jax.nn.softmax(logits))[:n], np.asarray(emb)[:n]
+
+  def scan(
+    self,
+    files: Sequence[str | os.PathLike],
+    *,
+    hop_seconds: float | None = None,
+    batch_size: int = 16,
+    max_seconds: float | None = 7200.0,
+  ) -> Iterator[FileScan]:
+    """Every window of every file, streamed through the model; yields one `FileScan` per file, in order.
+
+    Each file is decoded whole into host memory (at most `max_seconds`; the next file is decoded in a
+    background thread while the model runs), cut into `window_starts` at `hop_seconds` (None: hop = window),
+    and its windows go to the model `batch_size` at a time, batched across files: only one batch is on the
+    device at once, however long the recording. A file that cannot be read yields a FileScan with `error` set.
+    """
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    hop = self.hop_samples(hop_seconds)
+    files = [os.fspath(f) for f in files]
+    done: dict[int, FileScan] = {}
+    remaining: dict[int, int] = {}
+    queue: list[tuple[int, int, np.ndarray]] = []  # (file, window row, samples): views, not copies
+
+    def flush() -> None:
+      probs, embs = self.run_windows(np.stack([w for _, _, w in queue]))
+      for (i, row, _), p, e in zip(queue, probs, embs, strict=True):
+        done[i].probs[row], done[i].embeddings[row] = p, e
+        remaining[i] -= 1
+      queue.clear()
+
+    def read(path: str) -> np.ndarray | AudioError:
+      try:
+        return self.load_file(path, max_seconds)
+      except AudioError as err:
+        return err
+      except Exception as err:  # anything else the decoder or resampler throws still names the file
+        return AudioError(path, f"cannot read: {type(err).__name__}: {err}")
+
+    emitted = 0
+    for i, (path, wave) in enumerate(_read_ahead(read, files)):
+      if isinstance(wave, AudioError):
+        done[i], remaining[i] = FileScan.failed(path, wave), 0
+      else:
+        n, w = wave.shape[0], self.clip_samples
+        starts = self.window_starts(n, hop)
+        done[i] = FileScan(
+          path, n / self.sample_rate, starts / self.sample_rate, np.minimum(starts + w, n) / self.sample_rate,
+          np.zeros((len(starts), len(self.labels)), np.float32), np.zeros((len(starts), self.embed_dim), np.float32),
+        )  # fmt: skip
+        remaining[i] = len(starts)
+        if n <= w and self.pad_short(wave).shape[0] != w:  # a short clip of its own length: a batch of one
+          done[i].probs[:], done[i].embeddings[:] = self.run_windows(self.pad_short(wave)[None])
+          remaining[i] = 0
+        else:
+          rows = [self.pad_short(wave)] if n <= w else (wave[s : s + w] for s in starts)
+          for row, x in enumerate(rows):
+            queue.append((i, row, x))
+            if len(queue) == batch_size:
+              flush()
+      while emitted in done and remaining[emitted] == 0:
+        yield done.pop(emitted)
+        emitted += 1
+    if queue:
+      flush()
+    while emitted in done:
+      yield done.pop(emitted)
+      emitted += 1
 
   def embed_file(self, path: str | os.PathLike) -> np.ndarray:
     """(D,) embedding of a file (window-averaged)."""
@@ -253,6 +412,44 @@ class Predictor:
       for p, e in zip(probs, embs, strict=True)
     ]
     return out if not isinstance(x, str | os.PathLike) and np.asarray(x).ndim == 2 else out[0]
+
+
+@dataclasses.dataclass
+class FileScan:
+  """One file's windows through the model (`Predictor.scan`).
+
+  Attributes:
+    file: the path as given; duration_s: its length at the model's rate.
+    start_s, end_s: (W,) window bounds in seconds (a clip shorter than the window: one window [0, duration]).
+    probs: (W, C) softmax probabilities; embeddings: (W, D).
+    error: the AudioError when the file could not be read (the arrays are then empty).
+  """
+
+  file: str
+  duration_s: float
+  start_s: np.ndarray
+  end_s: np.ndarray
+  probs: np.ndarray
+  embeddings: np.ndarray
+  error: AudioError | None = None
+
+  @classmethod
+  def failed(cls, file: str, error: AudioError) -> FileScan:
+    empty = np.zeros(0)
+    return cls(file, 0.0, empty, empty, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), error)
+
+
+def _read_ahead(read, items: Sequence[str]) -> Iterator[tuple[str, object]]:
+  """`(item, read(item))` in order, reading the next item in a thread while the caller works on this one."""
+  if not items:
+    return
+  with concurrent.futures.ThreadPoolExecutor(1) as pool:
+    ahead = pool.submit(read, items[0])
+    for i, item in enumerate(items):
+      result = ahead.result()
+      if i + 1 < len(items):
+        ahead = pool.submit(read, items[i + 1])
+      yield item, result
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -12,7 +12,9 @@ raw mean log-mel nearest-prototype baseline on the same episodes. The evaluation
 
 Start from a supervised or SimCLR run with `--config.model.init_from=<its workdir>` (its best or latest
 checkpoint's encoder) or from a converted PANNs folder; a supervised run for this must not have trained on the
-held-out classes (use `--config.data.category=dog,rooster,pig,cow,frog` there).
+held-out classes (use `--config.data.category=dog,rooster,pig,cow,frog` there). Measured on 2 CPU cores
+(BENCHMARKS.md): from `configs/cnn10_esc50.py:cpu` trained 300 steps on those 5 classes, 5-way 5-shot 52.4% +-
+0.5 and 1-shot 38.9% +- 0.6 against the log-mel baseline's 36.5% and 30.5%; from scratch, 5-shot 39.4%.
 """
 
 from __future__ import annotations

@@ -93,13 +93,15 @@ class LoopConfig:
   on_nonfinite: str = "stop"  # "stop" | "skip" (see `skip_nonfinite`)
   early_stopping_patience: int = 0  # evaluations without improvement of `metric` before stopping; 0 = off
   tensorboard: bool = True
+  clips_per_step: int = 0  # clips one step reads, for the clips/s readout; 0 = global_batch_size
 
   @classmethod
-  def from_config(cls, c, global_batch_size: int) -> LoopConfig:
+  def from_config(cls, c, global_batch_size: int, clips_per_step: int = 0) -> LoopConfig:
     """The loop settings of an experiment config (`train`, `eval`, `checkpoint` sections)."""
     t = c.train
     return cls(
-      steps=t.steps, global_batch_size=global_batch_size, eval_every=c.eval.every_steps,
+      steps=t.steps, global_batch_size=global_batch_size, clips_per_step=clips_per_step,
+      eval_every=c.eval.every_steps,
       checkpoint_every=c.checkpoint.every_steps, keep=c.checkpoint.keep, async_save=c.checkpoint.async_save,
       metric=c.eval.metric, log_every=t.log_every, log_indices=t.log_indices, halt_after=t.halt_after,
       on_nonfinite=t.on_nonfinite, early_stopping_patience=c.eval.early_stopping_patience,
@@ -284,7 +286,7 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
       # Every process's rows in global-batch order (a collective, hence only when asked for).
       index = [int(i) for i in gather_rows(batch["index"])] if cfg.log_indices and "index" in batch else None
       pending.append((step, step_metrics, index))
-      clips_window += cfg.global_batch_size
+      clips_window += cfg.clips_per_step or cfg.global_batch_size
       last = step == cfg.steps
       save_due = step % cfg.checkpoint_every == 0 or last
       eval_due = task.eval_batches is not None and (step % cfg.eval_every == 0 or last)

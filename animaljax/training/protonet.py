@@ -357,5 +357,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     train_batches=train_batches, eval_batches=eval_batches,
     on_eval=lambda step, report: write_report(workdir, step, report),
   )  # fmt: skip
-  loop_cfg = loop.LoopConfig.from_config(c, p.episodes_per_step)
+  clips = p.episodes_per_step * p.n_way * (p.k_shot + p.q_queries)  # an episode's support and query clips
+  loop_cfg = loop.LoopConfig.from_config(c, p.episodes_per_step, clips_per_step=clips)
   return loop.run(task, loop_cfg, workdir)

@@ -20,6 +20,8 @@ sys.path.insert(
   0, str(REPO)
 )  # the configs/ folder is imported as `configs`, as the CLI does from the repo root
 
+from conftest import compilation_cache_for  # noqa: E402
+
 from configs import quickstart  # noqa: E402
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
@@ -28,16 +30,7 @@ ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 @pytest.fixture(scope="module", autouse=True)
 def compilation_cache(tmp_path_factory):
   """A persistent XLA cache shared with the subprocesses: runs of the same smoke config compile once."""
-  import jax
-
-  cache = str(tmp_path_factory.mktemp("xla_cache"))
-  ENV.update(JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
-  old = jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs
-  jax.config.update("jax_compilation_cache_dir", cache)
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
-  yield
-  jax.config.update("jax_compilation_cache_dir", old[0])
-  jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+  yield from compilation_cache_for(tmp_path_factory, ENV)
 
 
 def smoke_config(data_dir: pathlib.Path, **overrides):
