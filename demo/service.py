@@ -101,17 +101,6 @@ def read_clip(predictor: Predictor, path: str | os.PathLike | None, limits: Limi
 # ----------------------------------------------------------------------------------------------------------------
 # Classification
 # ----------------------------------------------------------------------------------------------------------------
-def window_starts(predictor: Predictor, num_samples: int) -> list[int]:
-  """Start sample of each row of `predictor.windows(wave)` for a clip of `num_samples` (the same rule)."""
-  w = predictor.clip_samples
-  if num_samples <= w:
-    return [0]
-  starts = list(range(0, num_samples - w + 1, w))
-  if starts[-1] + w < num_samples:
-    starts.append(num_samples - w)
-  return starts
-
-
 def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analysis:
   """Ranks a clip's labels (model classes and enrolled species) overall and per window.
 
@@ -119,9 +108,7 @@ def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analys
   same windows), and each window is also ranked on its own for the timeline.
   """
   windows = predictor.windows(wave)
-  starts = window_starts(predictor, wave.shape[0])
-  if len(starts) != len(windows):  # the Predictor changed its windowing rule: fail loudly, not mislabel
-    raise RuntimeError(f"{len(windows)} windows but {len(starts)} start times")
+  starts = [int(s) for s in predictor.window_starts(wave.shape[0])]  # the rows of `windows`, in order
   probs, embs = predictor.analyse(list(windows))
   store = predictor.species_store()
   species = store.load() if store is not None else {}
