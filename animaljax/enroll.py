@@ -26,7 +26,7 @@ def _parser() -> argparse.ArgumentParser:
 
   def command(name: str, help: str) -> argparse.ArgumentParser:
     p = sub.add_parser(name, help=help)
-    p.add_argument("--model", required=True, help="model dir or training workdir")
+    p.add_argument("--model", required=True, help="exported bundle, model dir or training workdir")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
 

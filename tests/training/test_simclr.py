@@ -14,7 +14,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # configs/ is imported as `configs`, as the CLI does from the repo root
 
-from conftest import compilation_cache_for  # noqa: E402
+from xla_cache import compilation_cache_for  # noqa: E402
 
 from configs import simclr_folder  # noqa: E402
 

@@ -20,7 +20,7 @@ sys.path.insert(
   0, str(REPO)
 )  # the configs/ folder is imported as `configs`, as the CLI does from the repo root
 
-from conftest import compilation_cache_for  # noqa: E402
+from xla_cache import compilation_cache_for  # noqa: E402
 
 from configs import quickstart  # noqa: E402
 
