@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
   c.model.width = 1.0  # CNN channel multiplier
   c.model.size = "base"  # AST: tiny | small | base
   c.model.depth = 0  # AST: transformer blocks (0 = the size's default)
+  c.model.remat = ""  # AST: "" (off) | nothing_saveable | dots_saveable: recompute activations, save memory
   c.model.dropout = True
   c.model.dtype = "float32"  # compute dtype (float32 | bfloat16); parameters stay float32
   c.model.init_from = ""  # a converted PANNs/AST directory (`python -m animaljax.convert`)

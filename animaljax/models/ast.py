@@ -18,6 +18,11 @@ Input length: the positional embedding is stored for the configured grid (`confi
 number of frames is handled at call time by `resize_pos_embed`, AST's own rule: along each axis, a shorter grid
 takes the centre of the stored one, a longer grid is a bilinear (align_corners=False) resize. Inputs shorter
 than one patch are zero-padded (in normalised-feature space) to 16 frames.
+
+Rematerialisation (`AstConfig.remat`, off by default): each transformer block is wrapped in `nn.remat` with a
+`jax.checkpoint` policy from `REMAT_POLICIES`, so the backward pass recomputes what the policy does not save
+instead of keeping every block's activations. The parameter tree and the outputs are unchanged (the names are
+kept); only memory and step time move (`scripts/bench_train.py` measures the saved activations).
 """
 
 from __future__ import annotations
@@ -39,6 +44,17 @@ SIZES: dict[str, tuple[int, int, int]] = {
 
 _TRUNC_NORMAL = nn.initializers.truncated_normal(stddev=0.02)  # timm's init for tokens, pos_embed, linears
 
+# remat name -> `jax.checkpoint_policies` member ("" = no remat). "nothing_saveable" keeps only each block's
+# input (least memory, one extra forward of the blocks); "dots_saveable" also keeps the matmul outputs and
+# recomputes the cheap elementwise ops around them (LayerNorm, GELU, softmax);
+# "dots_with_no_batch_dims_saveable" keeps only the weight matmuls' outputs, not attention's (tokens x tokens).
+REMAT_POLICIES: dict[str, Any] = {
+  "": None,
+  "nothing_saveable": jax.checkpoint_policies.nothing_saveable,
+  "dots_saveable": jax.checkpoint_policies.dots_saveable,
+  "dots_with_no_batch_dims_saveable": jax.checkpoint_policies.dots_with_no_batch_dims_saveable,
+}
+
 
 @dataclasses.dataclass(frozen=True)
 class AstConfig:
@@ -54,6 +70,7 @@ class AstConfig:
     dropout: dropout after attention/MLP projections and on the embedded tokens (timm `drop_rate`).
     drop_path: stochastic-depth rate of the last block (timm: linear from 0 over the blocks).
     depth: overrides the size's number of blocks (tests use 2).
+    remat: "" (off) or a key of `REMAT_POLICIES`: rematerialise each block's activations in the backward pass.
   """
 
   size: Literal["tiny", "small", "base"] = "base"
@@ -66,10 +83,13 @@ class AstConfig:
   dropout: float = 0.0
   drop_path: float = 0.0
   depth: int | None = None
+  remat: str = ""
 
   def __post_init__(self):
     if self.size not in SIZES:
       raise ValueError(f"unknown AST size {self.size!r}; valid: {sorted(SIZES)}")
+    if self.remat not in REMAT_POLICIES:
+      raise ValueError(f"unknown AST remat policy {self.remat!r}; valid: {sorted(REMAT_POLICIES)}")
 
   @property
   def embed_dim(self) -> int:
@@ -181,7 +201,8 @@ class Block(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x: jnp.ndarray, *, train: bool) -> jnp.ndarray:
+  def __call__(self, x: jnp.ndarray, train: bool = False) -> jnp.ndarray:
+    # `train` may be positional: `nn.remat` can mark only positional arguments static.
     norm = dict(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32)
     # Stochastic depth drops a whole residual branch per sample: a dropout mask shared over tokens and channels.
     drop_path = nn.Dropout(self.drop_path, broadcast_dims=(1, 2), deterministic=not train)
@@ -237,10 +258,10 @@ class Ast(nn.Module):
     x = jnp.concatenate([tokens.astype(self.dtype), x], axis=1) + pos_embed.astype(self.dtype)
     x = nn.Dropout(cfg.dropout, deterministic=not train)(x)
     depth = cfg.num_layers
+    # A Python bool cannot be traced by jax.checkpoint: `train` (argument 2, counting self) stays static.
+    block = nn.remat(Block, static_argnums=(2,), policy=REMAT_POLICIES[cfg.remat]) if cfg.remat else Block
     for i in range(depth):
       rate = cfg.drop_path * i / max(depth - 1, 1)  # timm: linspace(0, drop_path, depth)
-      x = Block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.dropout, rate, self.dtype, name=f"block{i}")(
-        x, train=train
-      )
+      x = block(dim, cfg.num_heads, cfg.mlp_ratio, cfg.dropout, rate, self.dtype, name=f"block{i}")(x, train)
     x = nn.LayerNorm(epsilon=1e-6, dtype=self.dtype, param_dtype=jnp.float32, name="norm")(x)
     return {"embedding": (x[:, 0] + x[:, 1]) / 2, "tokens": x}

@@ -167,8 +167,11 @@ def ast_config(
   *,
   depth: int | None = None,
   dtype: Literal["float32", "bfloat16"] = "float32",
+  remat: str = "",
 ) -> ClassifierConfig:
   """AST on its Kaldi fbank recipe (16 kHz, 128 bins); the positional grid is laid out for `clip_seconds`.
+
+  `remat` names a block rematerialisation policy (`animaljax.models.ast.REMAT_POLICIES`; "" = off).
 
   A 10 s clip gives 998 frames (99 time patches) rather than AST's padded 1024 (101); the converter adapts an
   AudioSet checkpoint's grid with `resize_pos_embed` (centre cut), as AST does for other lengths.
@@ -177,5 +180,7 @@ def ast_config(
   frames = frontend.num_frames(round(clip_seconds * fbank.sample_rate), fbank)
   if frames < 1:
     raise ValueError(f"clip of {clip_seconds} s gives no fbank frame")
-  encoder = AstConfig(size=size, input_frames=frames, num_mel_bins=fbank.num_mel_bins, depth=depth)
+  encoder = AstConfig(
+    size=size, input_frames=frames, num_mel_bins=fbank.num_mel_bins, depth=depth, remat=remat
+  )
   return ClassifierConfig(fbank, encoder, num_classes, dtype)

@@ -28,6 +28,8 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
+from animaljax.models.conv import conv_general_dilated
+
 # (kernel size, convs per block, channels per block, pool after each block) as in PANNs.
 _VARIANTS: dict[str, tuple[int, int, tuple[int, ...], tuple[int, ...]]] = {
   "cnn6": (5, 1, (64, 128, 256, 512), (2, 2, 2, 2)),
@@ -96,6 +98,8 @@ class ConvBlock(nn.Module):
         kernel_init=_KERNEL_INIT,
         dtype=self.dtype,
         param_dtype=jnp.float32,
+        # XLA's CPU kernel gradient is slow on large maps; this one is matmuls there (see models/conv.py).
+        conv_general_dilated=conv_general_dilated,
         name=f"conv{i}",
       )(x)
       x = _batch_norm(f"bn{i}", train)(x)

@@ -153,7 +153,9 @@ def model_config(c: ml_collections.ConfigDict, num_classes: int) -> ClassifierCo
       raise ValueError(
         f"AST's fbank recipe runs at 16000 Hz; set data.sample_rate=16000 (got {c.data.sample_rate})"
       )
-    return ast_config(num_classes, m.size, c.data.clip_seconds, depth=m.depth or None, dtype=m.dtype)
+    return ast_config(
+      num_classes, m.size, c.data.clip_seconds, depth=m.depth or None, dtype=m.dtype, remat=m.get("remat", "")
+    )
   if m.encoder in ("cnn6", "cnn10", "cnn14"):
     return cnn14_config(
       num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype

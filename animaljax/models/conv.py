@@ -1,0 +1,155 @@
+"""A drop-in `lax.conv_general_dilated` for flax's `nn.Conv` whose gradients on CPU are computed by matmuls.
+
+Measured on the 2-core CPU (`scripts/profile_cnn14.py` and an XLA trace of the CNN14 train step at 5 s, batch
+4), two parts of XLA's CPU backward pass made JAX's CNN14 step slower than PyTorch's:
+
+* the kernel gradient of a 3x3 convolution over a large map is 1.5-3x slower than its forward pass (234 ms vs
+  75 ms for CNN14's second 64-channel conv). As one matmul per tap, `dW[i, j] = sum over (batch, y, x) of
+  x_pad[:, y + i, x + j, :]^T g[:, y, x, :]`, it takes 82 ms;
+* the input gradient first copies the kernel reversed and transposed: 255 ms for the 3x3x2048x2048 kernel of
+  block 6 (454 ms a step over blocks 5-6). Where the kernel outweighs the map, one `g @ W^T` matmul (the
+  kernel read in place) plus adding each tap at its offset replaces it (273 ms -> 32 ms for that conv).
+
+Together: the CNN14 step went from 1.86 s to 1.62 s. The forward pass is XLA's convolution unchanged, and on
+other backends (GPU, TPU) both gradients are XLA's own too (`lax.platform_dependent`): only CPU programs change.
+Only stride-1, undilated, ungrouped NHWC/HWIO convolutions with explicit padding take this path (every conv in
+the PANNs CNNs); anything else goes to `lax.conv_general_dilated` unchanged. Gradients equal XLA's up to
+float32 summation order (relative ~1e-5).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+
+def _plain(dilation) -> bool:
+  return dilation is None or all(d == 1 for d in dilation)
+
+
+def conv_general_dilated(
+  lhs,
+  rhs,
+  window_strides,
+  padding,
+  lhs_dilation=None,
+  rhs_dilation=None,
+  dimension_numbers=None,
+  feature_group_count=1,
+  batch_group_count=1,
+  precision=None,
+  preferred_element_type=None,
+):
+  """`lax.conv_general_dilated`'s signature and values; pass as `nn.Conv(..., conv_general_dilated=...)`."""
+  simple = (
+    lhs.ndim == 4
+    and tuple(window_strides) == (1, 1)
+    and _plain(lhs_dilation)
+    and _plain(rhs_dilation)
+    and feature_group_count == 1
+    and batch_group_count == 1
+    and preferred_element_type is None
+    and not isinstance(padding, str)
+    and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
+    == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
+  )
+  if not simple:
+    return lax.conv_general_dilated(
+      lhs, rhs, window_strides, padding, lhs_dilation, rhs_dilation, dimension_numbers, feature_group_count,
+      batch_group_count, precision, preferred_element_type,
+    )  # fmt: skip
+  return _conv(lhs, rhs, tuple(tuple(int(p) for p in pair) for pair in padding), precision)
+
+
+def _xla_conv(x, w, padding, precision):
+  return lax.conv_general_dilated(x, w, (1, 1), padding, dimension_numbers=_NHWC, precision=precision)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _conv(x, w, padding, precision):
+  return _xla_conv(x, w, padding, precision)
+
+
+def _conv_fwd(x, w, padding, precision):
+  return _xla_conv(x, w, padding, precision), (x, w)
+
+
+def _kernel_grad_matmuls(x, g, padding, kernel_hw, precision, kernel_heavy: bool):
+  """(batch, H, W, I), (batch, H', W', O) -> (kh, kw, I, O) fp32 as matmuls over (batch, H', W').
+
+  Large maps: one (I, B*H'*W') @ (B*H'*W', O) matmul per tap (the shifted map is a slice). Small maps with a
+  big kernel (`kernel_heavy`): the taps' slices side by side, (kh*kw*I, B*H'*W') @ (B*H'*W', O) in one matmul
+  whose output is already the kernel's layout (stacking nine 2048x2048 taps cost 71 ms).
+  """
+  (kh, kw), (_, ho, wo, co) = kernel_hw, g.shape
+  ci = x.shape[-1]
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  gm = g.reshape(-1, co)
+  shifted = [xp[:, i : i + ho, j : j + wo].reshape(-1, ci) for i in range(kh) for j in range(kw)]
+  mm = dict(precision=precision, preferred_element_type=jnp.float32)
+  if kernel_heavy:
+    return jnp.matmul(jnp.concatenate(shifted, axis=1).T, gm, **mm).reshape(kh, kw, ci, co)
+  return jnp.stack([jnp.matmul(s.T, gm, **mm) for s in shifted]).reshape(kh, kw, ci, co)
+
+
+def _input_grad_matmuls(g, w, padding, input_hw, precision):
+  """(batch, H', W', O), (kh, kw, I, O) -> (batch, H, W, I) fp32 without transposing the kernel.
+
+  One `g @ w^T` matmul (the kernel read as (kh * kw * I, O), a free reshape) gives every tap's contribution;
+  the taps are then added at their offsets. XLA instead copies the kernel reversed and transposed first, which
+  for CNN14's 3x3x2048x2048 kernel alone took 255 ms of a 2 s step.
+  """
+  kh, kw, ci, co = w.shape
+  b, ho, wo, _ = g.shape
+  t = lax.dot_general(
+    g.reshape(-1, co), w.reshape(-1, co), (((1,), (1,)), ((), ())), precision=precision,
+    preferred_element_type=jnp.float32,
+  ).reshape(b, ho, wo, kh, kw, ci)  # fmt: skip
+  out = jnp.zeros((b, ho + kh - 1, wo + kw - 1, ci), jnp.float32)
+  for i in range(kh):
+    for j in range(kw):
+      out = out.at[:, i : i + ho, j : j + wo].add(t[:, :, :, i, j])
+  (top, _), (left, _) = padding
+  return out[:, top : top + input_hw[0], left : left + input_hw[1]]
+
+
+def _grads_cpu(x, w, g, *, padding, precision):
+  kh, kw, ci, co = w.shape
+  # The input gradient by matmuls pays off where the kernel outweighs the map (CNN14's blocks 5-6, 1024-2048
+  # channels on 31x4 and 15x2 maps: 116-273 ms -> 17-39 ms); on large maps XLA's convolution is faster.
+  kernel_heavy = kh * kw * ci > 4 * g.shape[0] * g.shape[1] * g.shape[2]
+  # The kernel gradient by matmuls pays off from 64 channels on (64 -> 64 on 501x64: 234 -> 82 ms); with
+  # fewer channels XLA's is faster (16 -> 16 on 501x64: 11 vs 39 ms; 32 -> 64 on 250x32: 14 vs 26 ms).
+  xla = jax.vjp(lambda x, w: _xla_conv(x, w, padding, precision), x, w)[1]
+  if kernel_heavy:
+    dx = _input_grad_matmuls(g, w, padding, x.shape[1:3], precision).astype(x.dtype)
+  else:
+    dx = xla(g)[0]
+  if min(ci, co) >= 64:
+    dw = _kernel_grad_matmuls(x, g, padding, (kh, kw), precision, kernel_heavy).astype(w.dtype)
+  else:
+    dw = xla(g)[1]
+  return dx, dw
+
+
+def _grads_xla(x, w, g, *, padding, precision):
+  return jax.vjp(lambda x, w: _xla_conv(x, w, padding, precision), x, w)[1](g)
+
+
+def _conv_bwd(padding, precision, residuals, g):
+  x, w = residuals
+  return lax.platform_dependent(
+    x,
+    w,
+    g,
+    cpu=functools.partial(_grads_cpu, padding=padding, precision=precision),
+    default=functools.partial(_grads_xla, padding=padding, precision=precision),
+  )
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
