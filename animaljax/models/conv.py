@@ -3,9 +3,10 @@
 Measured on the 2-core CPU (`scripts/profile_cnn14.py` and an XLA trace of the CNN14 train step at 5 s, batch
 4), two parts of XLA's CPU backward pass made JAX's CNN14 step slower than PyTorch's:
 
-* the kernel gradient of a 3x3 convolution over a large map is 1.5-3x slower than its forward pass (234 ms vs
-  75 ms for CNN14's second 64-channel conv). As one matmul per tap, `dW[i, j] = sum over (batch, y, x) of
-  x_pad[:, y + i, x + j, :]^T g[:, y, x, :]`, it takes 82 ms;
+* the kernel gradient of a 3x3 convolution over a large map is 3-4x slower than its forward pass (230-280 ms
+  vs 73 ms for CNN14's second 64-channel conv at 5 s, batch 4; PyTorch's oneDNN takes 61 ms). As matmuls
+  over the flattened map, summed chunk by chunk so that each chunk's operands are still in cache when
+  multiplied (`_kernel_grad_chunked`), it takes 80 ms;
 * the input gradient first copies the kernel reversed and transposed: 255 ms for the 3x3x2048x2048 kernel of
   block 6 (454 ms a step over blocks 5-6). Where the kernel outweighs the map, one `g @ W^T` matmul (the
   kernel read in place) plus adding each tap at its offset replaces it (273 ms -> 32 ms for that conv).
@@ -55,6 +56,7 @@ def conv_general_dilated(
     and batch_group_count == 1
     and preferred_element_type is None
     and not isinstance(padding, str)
+    and all(int(p) >= 0 for pair in padding for p in pair)
     and lax.conv_dimension_numbers(lhs.shape, rhs.shape, dimension_numbers)
     == lax.conv_dimension_numbers(lhs.shape, rhs.shape, _NHWC)
   )
@@ -79,22 +81,63 @@ def _conv_fwd(x, w, padding, precision):
   return _xla_conv(x, w, padding, precision), (x, w)
 
 
-def _kernel_grad_matmuls(x, g, padding, kernel_hw, precision, kernel_heavy: bool):
-  """(batch, H, W, I), (batch, H', W', O) -> (kh, kw, I, O) fp32 as matmuls over (batch, H', W').
+def _kernel_grad_stacked(x, g, padding, kernel_hw, precision):
+  """(batch, H, W, I), (batch, H', W', O) -> (kh, kw, I, O) fp32, for small maps under a big kernel.
 
-  Large maps: one (I, B*H'*W') @ (B*H'*W', O) matmul per tap (the shifted map is a slice). Small maps with a
-  big kernel (`kernel_heavy`): the taps' slices side by side, (kh*kw*I, B*H'*W') @ (B*H'*W', O) in one matmul
-  whose output is already the kernel's layout (stacking nine 2048x2048 taps cost 71 ms).
+  The taps' shifted maps side by side, (kh*kw*I, B*H'*W') @ (B*H'*W', O) in one matmul whose output is
+  already the kernel's layout (stacking nine 2048x2048 per-tap results cost 71 ms).
   """
   (kh, kw), (_, ho, wo, co) = kernel_hw, g.shape
   ci = x.shape[-1]
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
-  gm = g.reshape(-1, co)
   shifted = [xp[:, i : i + ho, j : j + wo].reshape(-1, ci) for i in range(kh) for j in range(kw)]
-  mm = dict(precision=precision, preferred_element_type=jnp.float32)
-  if kernel_heavy:
-    return jnp.matmul(jnp.concatenate(shifted, axis=1).T, gm, **mm).reshape(kh, kw, ci, co)
-  return jnp.stack([jnp.matmul(s.T, gm, **mm) for s in shifted]).reshape(kh, kw, ci, co)
+  return jnp.matmul(
+    jnp.concatenate(shifted, axis=1).T, g.reshape(-1, co), precision=precision,
+    preferred_element_type=jnp.float32,
+  ).reshape(kh, kw, ci, co)  # fmt: skip
+
+
+# Rows of the flattened map per step of `_kernel_grad_chunked`: its two operands together stay near this many
+# bytes, which keeps them in cache between being built and being multiplied (measured on the 2-core CPU, 64 ->
+# 64 channels on 501x64: chunks of 1024 rows 80 ms, 4096 rows 87 ms, 16384 rows 111 ms, unchunked 162 ms).
+_CHUNK_BYTES = 2 << 20
+
+
+def _kernel_grad_chunked(x, g, padding, kernel_hw, precision):
+  """(batch, H, W, I), (batch, H', W', O) -> (kh, kw, I, O) fp32 as a loop of cache-sized matmuls.
+
+  On the padded grid (batch, Hp, Wp) flattened to rows p, tap (i, j) pairs input row p + i*Wp + j with output
+  row p. Let Xs[p] = (x[p], x[p + 1], ..., x[p + kw - 1]) (the horizontal taps side by side, kw*I wide) and
+  Gs[p] = (g[p], g[p - Wp], ..., g[p - (kh - 1)*Wp]) (the vertical taps, kh*O wide; g zero off the output
+  grid). Then Xs^T Gs, a (kw*I, kh*O) matrix, holds every tap's kernel gradient exactly once:
+  its block (j, i) = sum_p x[p + j] g[p - i*Wp] = dW[i, j]. It is summed over chunks of rows, each chunk's
+  Xs and Gs built from slices of the flat maps (a halo of kw - 1 and (kh - 1)*Wp rows) just before its matmul.
+  """
+  (kh, kw), (b, ho, wo, co) = kernel_hw, g.shape
+  ci = x.shape[-1]
+  xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
+  _, hp, wp, _ = xp.shape
+  rows = b * hp * wp
+  chunk = _CHUNK_BYTES // (4 * (kw * ci + kh * co))
+  chunk = min(max(256, 1 << (chunk.bit_length() - 1)), 1 << max(rows - 1, 1).bit_length())
+  steps = -(-rows // chunk)
+  halo = (kh - 1) * wp
+  xf = jnp.pad(xp.reshape(rows, ci), ((0, steps * chunk - rows + kw - 1), (0, 0)))
+  gf = jnp.pad(g, ((0, 0), (0, hp - ho), (0, wp - wo), (0, 0))).reshape(rows, co)
+  gf = jnp.pad(gf, ((halo, steps * chunk - rows), (0, 0)))
+
+  def step(k, acc):
+    start = k * chunk
+    xs = lax.dynamic_slice_in_dim(xf, start, chunk + kw - 1)
+    gs = lax.dynamic_slice_in_dim(gf, start, chunk + halo)
+    xs = jnp.concatenate([xs[j : j + chunk] for j in range(kw)], axis=1)
+    gs = jnp.concatenate([gs[halo - i * wp : halo - i * wp + chunk] for i in range(kh)], axis=1)
+    return acc + lax.dot_general(
+      xs, gs, (((0,), (0,)), ((), ())), precision=precision, preferred_element_type=jnp.float32
+    )
+
+  acc = lax.fori_loop(0, steps, step, jnp.zeros((kw * ci, kh * co), jnp.float32))
+  return acc.reshape(kw, ci, kh, co).transpose(2, 0, 1, 3)
 
 
 def _input_grad_matmuls(g, w, padding, input_hw, precision):
@@ -123,17 +166,21 @@ def _grads_cpu(x, w, g, *, padding, precision):
   # The input gradient by matmuls pays off where the kernel outweighs the map (CNN14's blocks 5-6, 1024-2048
   # channels on 31x4 and 15x2 maps: 116-273 ms -> 17-39 ms); on large maps XLA's convolution is faster.
   kernel_heavy = kh * kw * ci > 4 * g.shape[0] * g.shape[1] * g.shape[2]
-  # The kernel gradient by matmuls pays off from 64 channels on (64 -> 64 on 501x64: 234 -> 82 ms); with
-  # fewer channels XLA's is faster (16 -> 16 on 501x64: 11 vs 39 ms; 32 -> 64 on 250x32: 14 vs 26 ms).
+  # The kernel gradient by matmuls pays off from 64 channels on (XLA's vs chunked, batch 4: 64 -> 64 on 501x64
+  # 230-280 vs 80 ms, 64 -> 128 on 250x32 52 vs 25 ms, 128 -> 128 117 vs 55 ms, 256 -> 256 on 125x16 55 vs
+  # 40 ms); with fewer channels XLA's is as fast or faster (16 -> 32 on 250x32: 5.4 vs 8.7 ms). Under a
+  # kernel that outweighs the map one stacked matmul beats both (2048 -> 2048 on 15x2: 80 vs XLA's 106 ms).
   xla = jax.vjp(lambda x, w: _xla_conv(x, w, padding, precision), x, w)[1]
   if kernel_heavy:
     dx = _input_grad_matmuls(g, w, padding, x.shape[1:3], precision).astype(x.dtype)
   else:
     dx = xla(g)[0]
-  if min(ci, co) >= 64:
-    dw = _kernel_grad_matmuls(x, g, padding, (kh, kw), precision, kernel_heavy).astype(w.dtype)
-  else:
+  if min(ci, co) < 64:
     dw = xla(g)[1]
+  elif kernel_heavy:
+    dw = _kernel_grad_stacked(x, g, padding, (kh, kw), precision).astype(w.dtype)
+  else:
+    dw = _kernel_grad_chunked(x, g, padding, (kh, kw), precision).astype(w.dtype)
   return dx, dw
 
 
