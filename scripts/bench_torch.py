@@ -211,3 +211,79 @@ def make_workload(
 
 def versions() -> dict:
   return {"torch": torch.__version__, "torch_threads": torch.get_num_threads()}
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Worker process
+# ----------------------------------------------------------------------------------------------------------------
+REPLY = "@@bench_torch "  # prefix of protocol lines on stdout (anything else there is a library's chatter)
+
+
+def serve(gpu_memory_fraction: float | None = None) -> None:
+  """Runs one workload in this process for `bench_train.py`, driven by JSON lines on stdin.
+
+  Requests: {"cmd": "load", "model", "data" (an .npz with audio, label), "num_classes", "mode", "device",
+  "width", "ast_size"} builds the workload and runs one warm-up step (compile, autotune); {"cmd": "run",
+  "kind": "train" | "infer", "steps"} runs one untimed call, then `steps` calls, and replies their seconds per
+  call, timed here; {"cmd": "fbank", "data" (an
+  .npz with wave, ours)} replies the largest difference from the JAX features; {"cmd": "quit"}. Every reply
+  is one line `REPLY + json`: {"ok": ...} or {"error": ..., "oom": bool}.
+
+  Each framework runs in its own process as its users run it: measured on the 2-core CPU, a JAX step run in
+  the same process right after a PyTorch step took 6-8 s where the same step alone took ~4 s (AST-base, 5 s,
+  batch 2), whatever the pause between them.
+  """
+  import json
+  import os
+  import time
+
+  if torch.cuda.is_available() and gpu_memory_fraction:
+    torch.cuda.set_per_process_memory_fraction(gpu_memory_fraction)
+  else:
+    torch.set_num_threads(os.cpu_count() or 1)
+  workload = None
+
+  def reply(**msg):
+    print(REPLY + json.dumps(msg), flush=True)
+
+  for line in sys.stdin:
+    req = json.loads(line)
+    try:
+      if req["cmd"] == "quit":
+        reply(ok=True)
+        return
+      if req["cmd"] == "load":
+        data = np.load(req["data"])
+        workload = make_workload(
+          req["model"], data["audio"], data["label"], req["num_classes"], req["mode"], req["device"],
+          width=req["width"], ast_size=req["ast_size"],
+        )  # fmt: skip
+        workload[0]()  # warm-up
+        reply(ok=versions())
+      elif req["cmd"] == "run":  # as `bench_train.steady_state`: one untimed call, then `steps` timed
+        fn = workload[0 if req["kind"] == "train" else 1]
+        fn()
+        t = time.perf_counter()
+        for _ in range(req["steps"]):
+          fn()
+        reply(ok=(time.perf_counter() - t) / req["steps"])
+      elif req["cmd"] == "fbank":
+        data = np.load(req["data"])
+        reply(ok=float(np.abs(fbank_torch(data["wave"]) - data["ours"]).max()))
+      else:
+        raise ValueError(f"unknown request {req['cmd']!r}")
+    except Exception as err:  # noqa: BLE001 - reported to the parent, which decides
+      oom = isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
+      workload = None if oom else workload
+      if oom and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+      reply(error=f"{type(err).__name__}: {err}", oom=oom)
+
+
+if __name__ == "__main__":
+  import argparse
+
+  parser = argparse.ArgumentParser(description="Worker process of bench_train.py (JSON lines on stdin).")
+  parser.add_argument("--serve", action="store_true", required=True)
+  parser.add_argument("--gpu-memory-fraction", type=float, default=None)
+  serve(parser.parse_args().gpu_memory_fraction)

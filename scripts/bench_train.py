@@ -1,7 +1,8 @@
 """Training and inference throughput of CNN14 and AST in JAX next to PyTorch, with MFU, memory, input check.
 
-What is timed (clips/s, median of `--reps` interleaved runs: JAX, torch, JAX, torch, ... so a shared, noisy
-machine slows both sides alike):
+What is timed (clips/s, median of `--reps` interleaved rounds: JAX, torch, JAX, torch, ... so a shared, noisy
+machine slows both sides alike; each round is one untimed step and then `--steps` back-to-back steps, the
+steady state of a training loop, see `steady_state`):
 
   train  the trainer's own step (`animaljax.training.supervised.make_steps`, jitted with the state
          donated over the `data` mesh exactly as `animaljax.training.loop.run` does): int16 waveform ->
@@ -11,13 +12,15 @@ machine slows both sides alike):
   infer  int16 waveform -> front end -> model -> logits (eval mode).
 
   torch  the same workload as PyTorch users run it (`scripts/bench_torch.py`): eager fp32 on every device and,
-         on a GPU, autocast bf16 + channels_last + `torch.compile`. Both sides start from the same int16
-         batch resident on the device; torch computes its own front end (PANNs' conv STFT, a torch Kaldi fbank
-         checked against ours). Ratio = JAX clips/s / torch clips/s (> 1: JAX faster). fp32 on a GPU is
+         on a GPU, autocast bf16 + channels_last + `torch.compile`, each mode in its own worker process (as
+         users run one framework per process; in one process, a step right after the other framework's ran
+         up to 1.8x slower). Both sides start from the same int16 batch resident on the device; torch
+         computes its own front end (PANNs' conv STFT, a torch Kaldi fbank checked against ours).
+         Ratio = JAX clips/s / torch clips/s (> 1: JAX faster). fp32 on a GPU is
          each framework's default: XLA may use TF32 in matmuls and convolutions, torch in cuDNN convolutions.
 
-Also reported: XLA's FLOPs per step (`compiled.cost_analysis()`) and MFU against a matmul measured in the same
-run (fp32 on CPU, bf16 on GPU) and, on GPU, the datasheet peak; per-clip memory (XLA's buffer assignment,
+Also reported: XLA's FLOPs per step (its cost analysis, `program_flops`) and MFU against a matmul measured in
+the same run (fp32 on CPU, bf16 on GPU) and, on GPU, the datasheet peak; per-clip memory (XLA's buffer assignment,
 `compiled.memory_analysis()`: arguments + outputs - aliased + temporaries; on GPU also the device's
 `peak_bytes_in_use`); AST's activation memory per clip with each remat policy (the residuals the forward pass
 saves for the backward pass, traced, with a batch-128 extrapolation); and the input pipeline: the same step
@@ -38,12 +41,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
 import json
 import os
 import pathlib
 import platform
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -79,24 +84,90 @@ DATASHEET_BF16_DENSE = {"H200": 989e12, "H100": 989e12}  # FLOP/s, dense (no spa
 # ----------------------------------------------------------------------------------------------------------------
 # Timing
 # ----------------------------------------------------------------------------------------------------------------
-def interleaved_times(fns: dict[str, Callable[[], object]], reps: int, pause: float = 0.0) -> dict[str, list]:
+def interleaved_times(
+  fns: dict[str, Callable[[], object]], reps: int, pause: float = 0.0, warmup: bool = True
+) -> dict[str, list]:
   """Seconds of each zero-argument callable in `reps` rounds, one call of each per round in turn.
 
   Every callable must wait for its own result. The first call of each (compile, autotune) is a warm-up.
   `pause` seconds of sleep (untimed) follow every call: on a CPU, XLA's and torch's worker threads spin for a
   while after their work ends, and measured here that slowed the torch call right after a JAX call by ~20%.
   """
-  for fn in fns.values():
+  for fn in fns.values() if warmup else ():
     fn()
     time.sleep(pause)
   times: dict[str, list[float]] = {name: [] for name in fns}
   for _ in range(reps):
     for name, fn in fns.items():
       t = time.perf_counter()
-      fn()
-      times[name].append(time.perf_counter() - t)
+      out = fn()
+      # A worker process's call reports the seconds it measured itself (no pipe round trip in them).
+      times[name].append(out if isinstance(out, WorkerSeconds) else time.perf_counter() - t)
       time.sleep(pause)
   return times
+
+
+TORCH_REPLY = "@@bench_torch "  # `bench_torch.REPLY` (importing bench_torch would import torch here)
+
+
+class WorkerSeconds(float):
+  """Seconds per call measured by the callable itself (a round of steps, or a worker process's)."""
+
+
+def steady_state(call: Callable[[], object], wait: Callable[[], object], steps: int) -> WorkerSeconds:
+  """Seconds per call of `steps` calls in a row, after one untimed call; `wait` ends the timed stretch.
+
+  A training loop runs step after step. Timed alone, a step that follows the other framework's pays for what
+  that one left behind (caches, memory mappings, thread pools): on the 2-core CPU, AST-base steps (5 s, batch
+  2) took 3.6-4.3 s back to back but 5-8 s right after a PyTorch step, in the same process or another. Each
+  round therefore starts with one untimed call, in JAX and in PyTorch alike (`bench_torch.serve`).
+  """
+  call()
+  wait()
+  t = time.perf_counter()
+  for _ in range(steps):
+    call()
+  wait()
+  return WorkerSeconds((time.perf_counter() - t) / steps)
+
+
+class TorchWorker:
+  """One PyTorch workload in its own process (`bench_torch.serve`), driven over a pipe."""
+
+  def __init__(self, gpu_memory_fraction: float | None):
+    cmd = [sys.executable, str(REPO / "scripts" / "bench_torch.py"), "--serve"]
+    if gpu_memory_fraction:
+      cmd += ["--gpu-memory-fraction", str(gpu_memory_fraction)]
+    self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+
+  def ask(self, **request):
+    """Sends one request; returns its `ok` value, raises `TorchWorkerError` on an error reply."""
+    self.proc.stdin.write(json.dumps(request) + "\n")
+    self.proc.stdin.flush()
+    for line in self.proc.stdout:
+      if line.startswith(TORCH_REPLY):
+        msg = json.loads(line[len(TORCH_REPLY) :])
+        if "error" in msg:
+          raise TorchWorkerError(msg["error"], msg["oom"])
+        return msg["ok"]
+    raise TorchWorkerError(f"torch worker exited (code {self.proc.wait()}) during {request['cmd']}", False)
+
+  def round(self, kind: str, steps: int) -> WorkerSeconds:
+    return WorkerSeconds(self.ask(cmd="run", kind=kind, steps=steps))
+
+  def close(self):
+    if self.proc.poll() is None:
+      try:
+        self.ask(cmd="quit")
+      except TorchWorkerError:
+        pass
+      self.proc.wait(timeout=60)
+
+
+class TorchWorkerError(RuntimeError):
+  def __init__(self, message: str, oom: bool):
+    super().__init__(message)
+    self.oom = oom
 
 
 def interleaved_medians(
@@ -114,6 +185,7 @@ def matmul_probe(dtype, n: int, chain: int) -> tuple[Callable[[], object], float
   a = (jax.random.normal(jax.random.key(0), (n, n), jnp.float32) / np.sqrt(n)).astype(dtype)
   b = jax.random.normal(jax.random.key(1), (n, n), dtype)
   run = jax.jit(lambda a, b: jax.lax.fori_loop(0, chain, lambda _, c: (a @ c).astype(dtype), b))
+  run(a, b).block_until_ready()  # compiled here, not in the first timed round
   return (lambda: run(a, b).block_until_ready()), 2.0 * n**3 * chain
 
 
@@ -157,6 +229,7 @@ class JaxWorkload:
   variables: dict
   device_batch: dict
   mesh: object
+  flop_counts: dict  # "train" / "infer" -> FLOPs per call (`program_flops`)
 
   def train(self):
     self.state, metrics = self.step(self.state, self.device_batch)
@@ -164,6 +237,16 @@ class JaxWorkload:
 
   def infer(self):
     return self.infer_fn(self.variables, self.device_batch["audio"]).block_until_ready()
+
+  def round(self, kind: str, steps: int) -> WorkerSeconds:
+    """Seconds per call over `steps` back-to-back calls, after one untimed call (see `steady_state`)."""
+    if kind == "infer":
+      return steady_state(self.infer, lambda: None, steps)
+
+    def dispatch():  # as the training loop: steps are queued back to back, waited for at the end
+      self.state, self._metrics = self.step(self.state, self.device_batch)
+
+    return steady_state(dispatch, lambda: jax.block_until_ready(self._metrics), steps)
 
   def compiled(self, what: str):
     return self.step if what == "train" else self.infer_fn
@@ -207,13 +290,27 @@ def build_jax(model: str, seconds: float, dtype: str, batch: int, remat: str = "
   variables = jax.device_put(jax.tree.map(jnp.copy, variables), replicated)
   infer_fn = jax.jit(lambda v, w: net.apply(v, w, train=False)[0])
   device_batch = loop.shard_batch(data, mesh, data)
-  step = step.lower(state, device_batch).compile()
-  infer_fn = infer_fn.lower(variables, device_batch["audio"]).compile()
-  return JaxWorkload(c, batch, step, infer_fn, state, variables, device_batch, mesh)
+  step_exe = step.lower(state, device_batch).compile()
+  infer_exe = infer_fn.lower(variables, device_batch["audio"]).compile()
+  flop_counts = {
+    "train": program_flops(step_exe, step, state, device_batch),
+    "infer": program_flops(infer_exe, infer_fn, variables, device_batch["audio"]),
+  }
+  step, infer_fn = step_exe, infer_exe
+  return JaxWorkload(c, batch, step, infer_fn, state, variables, device_batch, mesh, flop_counts)
 
 
-def flops(compiled) -> float:
-  cost = compiled.cost_analysis()
+def program_flops(compiled, jitted, *args) -> float:
+  """XLA's FLOP count of the program (`compiled`, from `jitted` on `args`), from its cost analysis.
+
+  On CPU the count is taken on the program lowered for a GPU: there the PANNs convolutions' kernel gradients
+  run as a loop of matmuls (`animaljax.models.conv`), and XLA's cost analysis counts a loop's body once, not
+  once per iteration. The GPU lowering has XLA's own gradient convolutions, the same arithmetic.
+  """
+  if jax.default_backend() == "cpu":
+    cost = jitted.trace(*args).lower(lowering_platforms=("cuda",)).cost_analysis()
+  else:
+    cost = compiled.cost_analysis()
   cost = cost[0] if isinstance(cost, list) else cost
   return float(cost.get("flops", float("nan")))
 
@@ -338,12 +435,6 @@ def versions() -> dict:
     "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
     "flax": flax.__version__, "optax": optax.__version__,
   }  # fmt: skip
-  try:
-    import torch
-
-    out["torch"] = torch.__version__
-  except ImportError:
-    pass
   return out
 
 
@@ -396,6 +487,9 @@ def main(argv: list[str] | None = None) -> dict:
   p.add_argument("--dtypes", default=None, help="float32,bfloat16 (default: both; quick float32)")
   p.add_argument("--batches", default=None, help="per model, ':' = sweep: cnn14=64:128:256,ast=32:64:128")
   p.add_argument("--reps", type=int, default=None, help="timed rounds (default 5)")
+  p.add_argument(
+    "--steps", type=int, default=None, help="timed steps per round, after an untimed one (GPU 10, CPU 2)"
+  )
   p.add_argument("--ast-remat", default="", help="remat policy for the AST runs ('' = off)")
   p.add_argument(
     "--remat-policies", default="none,dots_with_no_batch_dims_saveable,dots_saveable,nothing_saveable"
@@ -418,6 +512,7 @@ def main(argv: list[str] | None = None) -> dict:
   gpu = jax.default_backend() == "gpu"
   quick = args.quick
   reps = args.reps or 5
+  steps = args.steps or (10 if gpu else 2)
   pause = 0.0 if gpu else 0.5
   seconds = [float(s) for s in (args.seconds or ("5" if quick else "5,10")).split(",")]
   dtypes = (args.dtypes or ("float32" if quick else "float32,bfloat16")).split(",")
@@ -431,28 +526,26 @@ def main(argv: list[str] | None = None) -> dict:
   SHRINK.update(width=args.width, ast_size=args.ast_size)
   device = jax.devices()[0]
   result: dict = {
-    "quick": quick, "reps": reps, "pause_s": pause, "device": device.device_kind,
+    "quick": quick, "reps": reps, "steps_per_round": steps, "pause_s": pause, "device": device.device_kind,
     "backend": jax.default_backend(),
     "device_count": jax.device_count(), "cpu_count": os.cpu_count(), "versions": versions(),
     "date": time.strftime("%Y-%m-%d"), "num_classes": NUM_CLASSES, "loadavg_start": os.getloadavg()[0],
     "cnn14_width": args.width, "ast_size": args.ast_size, "malloc_thresholds_raised": malloc_tuned,
   }  # fmt: skip
 
+  scratch = tempfile.TemporaryDirectory(prefix="bench_train_")
+  torch_fraction = GPU_MEMORY_FRACTION if gpu else None
   if not args.no_torch:
-    import bench_torch
-    import torch
-
-    if gpu:
-      torch.cuda.set_per_process_memory_fraction(GPU_MEMORY_FRACTION)
-    else:
-      torch.set_num_threads(os.cpu_count() or 1)
-    result["torch_threads"] = torch.get_num_threads()
     # Same features on both sides: the torch Kaldi fbank against ours, on a random clip.
     from animaljax.audio import frontend
 
     wave = host_batch("ast", 1.0, 2)["audio"].astype(np.float32) / 32768.0
     ours = np.asarray(frontend.features(wave, frontend.FbankConfig.ast()))
-    result["torch_fbank_max_abs_diff"] = float(np.abs(ours - bench_torch.fbank_torch(wave)).max())
+    path = pathlib.Path(scratch.name) / "fbank.npz"
+    np.savez(path, wave=wave, ours=ours)
+    worker = TorchWorker(torch_fraction)
+    result["torch_fbank_max_abs_diff"] = worker.ask(cmd="fbank", data=str(path))
+    worker.close()
 
   # Ceiling: bf16 on GPU (the MFU of bf16 runs; fp32 runs are quoted against it too), fp32 on CPU.
   ceiling_dtype = jnp.bfloat16 if gpu else jnp.float32
@@ -475,28 +568,34 @@ def main(argv: list[str] | None = None) -> dict:
         jax_runs[dtype] = w
       batch = max(w.batch for w in jax_runs.values())
       torch_runs = {}
+      data_path = pathlib.Path(scratch.name) / f"{model}_{secs:g}s.npz"
+      data = host_batch(model, secs, batch)
+      np.savez(data_path, audio=data["audio"], label=data["label"])
       for mode in torch_modes:
-        data = host_batch(model, secs, batch)
-        pair = bench_torch.make_workload(
-          model, data["audio"], data["label"], NUM_CLASSES, mode, "cuda" if gpu else "cpu",
-          width=args.width, ast_size=args.ast_size,
-        )  # fmt: skip
-        try:
-          pair[0]()  # warm-up (and torch.compile); an out-of-memory batch drops this mode, recorded
-        except torch.cuda.OutOfMemoryError:
+        worker = TorchWorker(torch_fraction)
+        try:  # builds and warms up (and torch.compile); an out-of-memory batch drops this mode, recorded
+          info = worker.ask(
+            cmd="load", model=model, data=str(data_path), num_classes=NUM_CLASSES, mode=mode,
+            device="cuda" if gpu else "cpu", width=args.width, ast_size=args.ast_size,
+          )  # fmt: skip
+        except TorchWorkerError as err:
+          worker.close()
+          if not err.oom:
+            raise
           result[f"{model}_{secs:g}s_torch_{mode}_out_of_memory_at_batch"] = batch
-          del pair
-          torch.cuda.empty_cache()
           continue
-        torch_runs[mode] = pair
+        result["versions"].update(torch=info["torch"])
+        result["torch_threads"] = info["torch_threads"]
+        torch_runs[mode] = worker
       for kind in ("train", "infer"):
-        fns = {f"jax_{d}": getattr(w, kind) for d, w in jax_runs.items()}
-        fns.update({f"torch_{m}": fs[0 if kind == "train" else 1] for m, fs in torch_runs.items()})
-        times = interleaved_times({**fns, "matmul": matmul}, reps, pause)
+        fns = {f"jax_{d}": functools.partial(w.round, kind, steps) for d, w in jax_runs.items()}
+        fns.update({f"torch_{m}": functools.partial(wk.round, kind, steps) for m, wk in torch_runs.items()})
+        # Rounds warm themselves up (`steady_state`); the workloads were compiled and warmed when built.
+        times = interleaved_times({**fns, "matmul": matmul}, reps, pause, warmup=False)
         med = {name: statistics.median(ts) for name, ts in times.items()}
         ceiling = matmul_flops / min(times["matmul"])
         log(
-          f"  {kind} seconds per call: "
+          f"  {kind} seconds per step (rounds of {steps}): "
           + ", ".join(f"{n} {[round(t, 3) for t in ts]}" for n, ts in times.items())
         )
         result[f"{model}_{secs:g}s_{kind}_matmul_tflops"] = round(ceiling / 1e12, 4)
@@ -507,7 +606,7 @@ def main(argv: list[str] | None = None) -> dict:
           tag = f"{model}_{secs:g}s_{SHORT[dtype]}_{kind}"
           rate = w.batch / med[f"jax_{dtype}"]
           compiled = w.compiled(kind)
-          step_flops = flops(compiled)
+          step_flops = w.flop_counts[kind]
           mem = compiled_bytes(compiled)
           result.update({
             f"{tag}_batch": w.batch, f"{tag}_clips_per_s": round(rate, 3),
@@ -535,6 +634,8 @@ def main(argv: list[str] | None = None) -> dict:
         pipeline_workload = jax_runs[dtypes[0]]
       else:
         del jax_runs
+      for worker in torch_runs.values():
+        worker.close()
       del torch_runs
       gc.collect()
 
@@ -559,6 +660,7 @@ def main(argv: list[str] | None = None) -> dict:
   if probes:
     result["matmul_ceiling_tflops"] = max(probes)
   result["loadavg_end"] = os.getloadavg()[0]
+  scratch.cleanup()
   print(json.dumps(result))
   return result
 
