@@ -21,6 +21,7 @@ float32 summation order (relative ~1e-5).
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
@@ -99,8 +100,17 @@ def _kernel_grad_stacked(x, g, padding, kernel_hw, precision):
 
 # Rows of the flattened map per step of `_kernel_grad_chunked`: its two operands together stay near this many
 # bytes, which keeps them in cache between being built and being multiplied (measured on the 2-core CPU, 64 ->
-# 64 channels on 501x64: chunks of 1024 rows 80 ms, 4096 rows 87 ms, 16384 rows 111 ms, unchunked 162 ms).
+# 64 channels on 501x64: chunks of 1024 rows 80 ms, 4096 rows 87 ms, 16384 rows 111 ms, unchunked 162 ms);
+# and at least twice the rows it takes for the operands to outweigh the (kw*I, kh*O) sum carried from step to
+# step (256 -> 256 on 125x16: 256-row chunks 56 ms, 1024 rows 42 ms).
 _CHUNK_BYTES = 2 << 20
+
+
+def _chunk_rows(width_in: int, width_out: int, rows: int) -> int:
+  """Rows per chunk for operands `width_in` and `width_out` wide: a power of two in [256, 4096], <= rows'."""
+  want = max(_CHUNK_BYTES / (4 * (width_in + width_out)), 2 * width_in * width_out / (width_in + width_out))
+  chunk = min(max(256, 1 << round(math.log2(want))), 4096)
+  return min(chunk, 1 << max(rows - 1, 1).bit_length())
 
 
 def _kernel_grad_chunked(x, g, padding, kernel_hw, precision):
@@ -118,8 +128,7 @@ def _kernel_grad_chunked(x, g, padding, kernel_hw, precision):
   xp = jnp.pad(x, ((0, 0), *padding, (0, 0)))
   _, hp, wp, _ = xp.shape
   rows = b * hp * wp
-  chunk = _CHUNK_BYTES // (4 * (kw * ci + kh * co))
-  chunk = min(max(256, 1 << (chunk.bit_length() - 1)), 1 << max(rows - 1, 1).bit_length())
+  chunk = _chunk_rows(kw * ci, kh * co, rows)
   steps = -(-rows // chunk)
   halo = (kh - 1) * wp
   xf = jnp.pad(xp.reshape(rows, ci), ((0, steps * chunk - rows + kw - 1), (0, 0)))
@@ -166,21 +175,24 @@ def _grads_cpu(x, w, g, *, padding, precision):
   # The input gradient by matmuls pays off where the kernel outweighs the map (CNN14's blocks 5-6, 1024-2048
   # channels on 31x4 and 15x2 maps: 116-273 ms -> 17-39 ms); on large maps XLA's convolution is faster.
   kernel_heavy = kh * kw * ci > 4 * g.shape[0] * g.shape[1] * g.shape[2]
-  # The kernel gradient by matmuls pays off from 64 channels on (XLA's vs chunked, batch 4: 64 -> 64 on 501x64
-  # 230-280 vs 80 ms, 64 -> 128 on 250x32 52 vs 25 ms, 128 -> 128 117 vs 55 ms, 256 -> 256 on 125x16 55 vs
-  # 40 ms); with fewer channels XLA's is as fast or faster (16 -> 32 on 250x32: 5.4 vs 8.7 ms). Under a
-  # kernel that outweighs the map one stacked matmul beats both (2048 -> 2048 on 15x2: 80 vs XLA's 106 ms).
+  # The chunked kernel gradient pays off from 64 channels on a map of >= 32 padded positions per channel
+  # (`scripts/profile_conv_grads.py`, XLA's vs chunked, batch 4: 64 -> 64 on 501x64 243 vs 77 ms, 128 -> 128
+  # on 250x32 88 vs 46 ms, 128 -> 256 on 125x16 32 vs 21 ms); with fewer channels or on smaller maps XLA's is
+  # as fast or faster (16 -> 32 on 250x32: 5.4 vs 8.7 ms; 256 -> 512 on 62x8: 26 vs 41 ms). Under a kernel
+  # that outweighs the map one stacked matmul beats both (1024 -> 2048 on 15x2: 38 vs XLA's 63 ms).
   xla = jax.vjp(lambda x, w: _xla_conv(x, w, padding, precision), x, w)[1]
   if kernel_heavy:
     dx = _input_grad_matmuls(g, w, padding, x.shape[1:3], precision).astype(x.dtype)
   else:
     dx = xla(g)[0]
-  if min(ci, co) < 64:
-    dw = xla(g)[1]
-  elif kernel_heavy:
+  (top, bottom), (left, right) = padding
+  rows = x.shape[0] * (x.shape[1] + top + bottom) * (x.shape[2] + left + right)
+  if min(ci, co) >= 64 and kernel_heavy:
     dw = _kernel_grad_stacked(x, g, padding, (kh, kw), precision).astype(w.dtype)
-  else:
+  elif min(ci, co) >= 64 and rows >= 32 * max(ci, co):
     dw = _kernel_grad_chunked(x, g, padding, (kh, kw), precision).astype(w.dtype)
+  else:
+    dw = xla(g)[1]
   return dx, dw
 
 

@@ -12,17 +12,19 @@ from jax import lax
 from animaljax.models.conv import conv_general_dilated
 
 # name -> (x shape, kernel shape, padding, (matmuls, convolutions) in the compiled CPU gradient program):
-#   taps:          >= 64 channels on a map larger than the kernel: kernel gradient one matmul in a loop over
-#                  chunks of rows, input gradient XLA's convolution (+ the forward convolution);
+#   taps:          >= 64 channels on a map of >= 32 padded positions per channel: kernel gradient one matmul
+#                  in a loop over chunks of rows, input gradient XLA's convolution (+ the forward convolution);
 #   taps_chunks:   a map of 2 x 42 x 32 padded rows, several chunks and a ragged last one;
+#   small_map:     >= 64 channels on a smaller map: XLA's own gradients (three convolutions);
 #   kernel_heavy:  the kernel outweighs the map: both gradients by one matmul each;
-#   few_channels:  < 64 channels: XLA's own gradients (three convolutions);
+#   few_channels:  < 64 channels: XLA's own gradients;
 #   asymmetric / 5x5: the offsets of uneven padding and of CNN6's kernel.
 CASES = {
-  "taps": ((1, 16, 12, 64), (3, 3, 64, 64), ((1, 1), (1, 1)), (1, 2)),
+  "taps": ((1, 48, 40, 64), (3, 3, 64, 64), ((1, 1), (1, 1)), (1, 2)),
   "taps_chunks": ((2, 40, 30, 64), (3, 3, 64, 80), ((1, 1), (1, 1)), (1, 2)),
-  "taps_asymmetric": ((1, 20, 16, 64), (3, 3, 64, 64), ((0, 1), (2, 0)), (1, 2)),
-  "taps_5x5_asymmetric": ((2, 24, 18, 64), (5, 5, 64, 64), ((2, 1), (0, 2)), (1, 2)),
+  "taps_asymmetric": ((1, 60, 36, 64), (3, 3, 64, 64), ((0, 1), (2, 0)), (1, 2)),
+  "taps_5x5_asymmetric": ((2, 40, 30, 64), (5, 5, 64, 64), ((2, 1), (0, 2)), (1, 2)),
+  "small_map": ((1, 20, 16, 64), (3, 3, 64, 64), ((1, 1), (1, 1)), (0, 3)),
   "kernel_heavy": ((2, 3, 2, 64), (3, 3, 64, 64), ((1, 1), (1, 1)), (2, 1)),
   "kernel_heavy_5x5_asymmetric": ((1, 4, 3, 64), (5, 5, 64, 64), ((2, 1), (0, 2)), (2, 1)),
   "few_channels": ((2, 9, 7, 6), (5, 5, 6, 5), ((2, 2), (2, 2)), (0, 3)),
