@@ -11,12 +11,13 @@ Stages of the step `scripts/bench_train.py` times as a whole:
 
 Run with the sizes of the benchmark (`--seconds 5 --batch 4`); prints one line per stage and a JSON line.
 
-  python scripts/profile_cnn14.py [--seconds 5] [--batch 4] [--reps 3]
+  python scripts/profile_cnn14.py [--seconds 5] [--batch 4] [--reps 3] [--steps 2]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import pathlib
@@ -30,7 +31,7 @@ import optax
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from bench_train import interleaved_medians  # noqa: E402
+from bench_train import interleaved_medians, steady_state  # noqa: E402
 
 from animaljax.audio import frontend  # noqa: E402
 from animaljax.models.cnn14 import ConvBlock, _batch_norm  # noqa: E402
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> dict:
   p.add_argument("--seconds", type=float, default=5.0)
   p.add_argument("--batch", type=int, default=4)
   p.add_argument("--reps", type=int, default=3)
+  p.add_argument("--steps", type=int, default=2, help="timed calls per round, after an untimed one")
   args = p.parse_args(argv)
   from animaljax.data.loader import raise_malloc_thresholds
 
@@ -175,7 +177,12 @@ def main(argv: list[str] | None = None) -> dict:
   th = torch_stages(wave, shapes, args.batch)
   out = {"seconds": args.seconds, "batch": args.batch, "loadavg_start": os.getloadavg()[0]}
   for name in jx:
-    med = interleaved_medians({"jax": jx[name], "torch": th[name]}, args.reps)
+    # Rounds as bench_train's: one untimed call, then `--steps` timed (both frameworks share this process).
+    rounds = {
+      side: functools.partial(steady_state, fns[name], lambda: None, args.steps)
+      for side, fns in (("jax", jx), ("torch", th))
+    }
+    med = interleaved_medians(rounds, args.reps)
     out[name] = {"jax_ms": round(med["jax"] * 1e3, 1), "torch_ms": round(med["torch"] * 1e3, 1)}
     print(f"{name:12s} jax {med['jax'] * 1e3:9.1f} ms  torch {med['torch'] * 1e3:9.1f} ms", flush=True)
   out["loadavg_end"] = os.getloadavg()[0]
