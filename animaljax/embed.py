@@ -24,8 +24,7 @@ import zipfile
 
 import numpy as np
 
-from animaljax.audio.io import AudioError
-from animaljax.predict import add_common_arguments, load_model, scan_inputs
+from animaljax.predict import add_common_arguments, load_model, run_cli, scan_inputs
 
 FORMATS = ("parquet", "npz")
 
@@ -110,15 +109,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  from animaljax.export import ExportError
-  from animaljax.fewshot.store import StoreError
-
-  args = _parser().parse_args(argv)
-  try:
-    return run(args)
-  except (ExportError, StoreError, AudioError, FileNotFoundError, ValueError, OSError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+  return run_cli(_parser(), run, argv)
 
 
 if __name__ == "__main__":

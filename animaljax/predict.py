@@ -244,16 +244,24 @@ def run(args: argparse.Namespace) -> int:
   return 0 if args.readable else 1
 
 
-def main(argv: list[str] | None = None) -> int:
+def run_cli(parser: argparse.ArgumentParser, run_fn, argv: list[str] | None) -> int:
+  """`run_fn(parser.parse_args(argv))`; a bad model, store or input prints `error: ...` and returns 2.
+
+  Shared by `predict` and `embed`: their exit codes are 0 (all inputs read), 1 (some unreadable), 2 (failed).
+  """
   from animaljax.export import ExportError
   from animaljax.fewshot.store import StoreError
 
-  args = _parser().parse_args(argv)
+  args = parser.parse_args(argv)
   try:
-    return run(args)
+    return run_fn(args)
   except (ExportError, StoreError, AudioError, FileNotFoundError, ValueError, OSError) as err:
     print(f"error: {err}", file=sys.stderr)
     return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+  return run_cli(_parser(), run, argv)
 
 
 if __name__ == "__main__":

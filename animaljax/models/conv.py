@@ -3,15 +3,17 @@
 Measured on the 2-core CPU (`scripts/profile_cnn14.py` and an XLA trace of the CNN14 train step at 5 s, batch
 4), two parts of XLA's CPU backward pass made JAX's CNN14 step slower than PyTorch's:
 
-* the kernel gradient of a 3x3 convolution over a large map is 3-4x slower than its forward pass (230-280 ms
-  vs 73 ms for CNN14's second 64-channel conv at 5 s, batch 4; PyTorch's oneDNN takes 61 ms). As matmuls
+* the kernel gradient of a 3x3 convolution over a large map is 3-4x slower than its forward pass (230-300 ms
+  vs 73 ms for CNN14's second 64-channel conv at 5 s, batch 4; PyTorch's oneDNN takes 40-61 ms). As matmuls
   over the flattened map, summed chunk by chunk so that each chunk's operands are still in cache when
-  multiplied (`_kernel_grad_chunked`), it takes 80 ms;
+  multiplied (`_kernel_grad_chunked`), it takes 72-80 ms (`scripts/profile_conv_grads.py`: all of CNN14's
+  kernel gradients from 64 channels up, 684 ms with XLA's, 345 ms this way, 344 ms in PyTorch);
 * the input gradient first copies the kernel reversed and transposed: 255 ms for the 3x3x2048x2048 kernel of
   block 6 (454 ms a step over blocks 5-6). Where the kernel outweighs the map, one `g @ W^T` matmul (the
   kernel read in place) plus adding each tap at its offset replaces it (273 ms -> 32 ms for that conv).
 
-Together: the CNN14 step went from 1.86 s to 1.62 s. The forward pass is XLA's convolution unchanged, and on
+Together they took `scripts/bench_train.py --quick`'s CNN14 train step from behind eager PyTorch to 1.15-1.30x
+its speed (`BENCHMARKS.md`). The forward pass is XLA's convolution unchanged, and on
 other backends (GPU, TPU) both gradients are XLA's own too (`lax.platform_dependent`): only CPU programs change.
 Only stride-1, undilated, ungrouped NHWC/HWIO convolutions with explicit padding take this path (every conv in
 the PANNs CNNs); anything else goes to `lax.conv_general_dilated` unchanged. Gradients equal XLA's up to
