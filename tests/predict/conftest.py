@@ -1,30 +1,3 @@
 """Session fixtures of tests/predict: the tiny trained workdir, its bundle and the bundle's Predictor."""
 
-from __future__ import annotations
-
-import pathlib
-
-import predict_support
-import pytest
-
-
-@pytest.fixture(scope="session")
-def tiny_root(tmp_path_factory) -> pathlib.Path:
-  return tmp_path_factory.getbasetemp() / "animaljax_tiny"  # one folder for tests/export and tests/predict
-
-
-@pytest.fixture(scope="session")
-def workdir(tiny_root) -> pathlib.Path:
-  return predict_support.workdir(tiny_root)
-
-
-@pytest.fixture(scope="session")
-def bundle(tiny_root) -> pathlib.Path:
-  return predict_support.bundle(tiny_root)
-
-
-@pytest.fixture(scope="session")
-def bundle_predictor(bundle):
-  from animaljax import export
-
-  return export.load(bundle)
+from predict_fixtures import bundle, bundle_predictor, tiny_root, workdir  # noqa: F401 - pytest fixtures
