@@ -222,16 +222,18 @@ REPLY = "@@bench_torch "  # prefix of protocol lines on stdout (anything else th
 def serve(gpu_memory_fraction: float | None = None) -> None:
   """Runs one workload in this process for `bench_train.py`, driven by JSON lines on stdin.
 
-  Requests: {"cmd": "load", "model", "data" (an .npz with audio, label), "num_classes", "mode", "device",
-  "width", "ast_size"} builds the workload and runs one warm-up step (compile, autotune); {"cmd": "run",
-  "kind": "train" | "infer", "steps"} runs one untimed call, then `steps` calls, and replies their seconds per
-  call, timed here; {"cmd": "fbank", "data" (an
-  .npz with wave, ours)} replies the largest difference from the JAX features; {"cmd": "quit"}. Every reply
-  is one line `REPLY + json`: {"ok": ...} or {"error": ..., "oom": bool}.
+  Requests (one JSON object per line):
+    {"cmd": "load", "model", "data" (an .npz with audio, label), "num_classes", "mode", "device", "width",
+     "ast_size"}: builds the workload and runs one warm-up step (compile, autotune);
+    {"cmd": "run", "kind": "train" | "infer", "steps"}: one untimed call, then `steps` calls; replies their
+     seconds per call, timed here;
+    {"cmd": "fbank", "data" (an .npz with wave, ours)}: replies the largest difference from the JAX features;
+    {"cmd": "quit"}.
+  Every reply is one line `REPLY + json`: {"ok": ...} or {"error": ..., "oom": bool}.
 
-  Each framework runs in its own process as its users run it: measured on the 2-core CPU, a JAX step run in
-  the same process right after a PyTorch step took 6-8 s where the same step alone took ~4 s (AST-base, 5 s,
-  batch 2), whatever the pause between them.
+  Each framework runs in its own process, as its users run it: measured on the 2-core CPU, a JAX step run in
+  the same process right after a PyTorch step took 6-8 s where the same step back to back took ~4 s
+  (AST-base, 5 s, batch 2), whatever the pause between them.
   """
   import json
   import os
