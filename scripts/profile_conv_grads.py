@@ -3,7 +3,7 @@
 For each convolution of CNN14 on 5 s clips at 32 kHz (batch 4 by default) times, interleaved (median ms):
 
   xla      the kernel gradient XLA derives from `lax.conv_general_dilated` (a convolution over the map)
-  ours     the path the CPU training step takes (`conv._grads_cpu`): `_kernel_grad_chunked` on large maps,
+  ours     the path the CPU training step takes (`conv.kernel_grad_path`): `_kernel_grad_chunked` on large maps,
            `_kernel_grad_stacked` where the kernel outweighs the map, else XLA's own (then it equals `xla`)
   torch    `torch.ops.aten.convolution_backward` with only the weight gradient requested
 
@@ -52,9 +52,8 @@ def main(argv: list[str] | None = None) -> dict:
     kernel = np.zeros((3, 3, ci, co), np.float32)
     xj, gj = jax.device_put(x), jax.device_put(g)
     xla = jax.jit(lambda x, g, k=kernel: jax.vjp(lambda x, k: conv._xla_conv(x, k, PAD, None), x, k)[1](g)[1])
-    # The training step's choice (`conv._grads_cpu`): stacked, chunked, or XLA's own.
-    path = "stacked" if 9 * ci > 4 * args.batch * h * w else "chunked"
-    path = path if path == "stacked" or args.batch * (h + 2) * (w + 2) >= 32 * max(ci, co) else "xla"
+    # The training step's choice (`conv.kernel_grad_path`): stacked, chunked, or XLA's own.
+    path = conv.kernel_grad_path(x.shape, kernel.shape, g.shape, PAD)
     ours_fn = {"stacked": conv._kernel_grad_stacked, "chunked": conv._kernel_grad_chunked}.get(path)
     ours = xla if ours_fn is None else jax.jit(lambda x, g, f=ours_fn: f(x, g, PAD, (3, 3), None))
     np.testing.assert_allclose(np.asarray(ours(xj, gj)), np.asarray(xla(xj, gj)), rtol=1e-3, atol=1e-2)

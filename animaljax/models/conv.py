@@ -172,26 +172,44 @@ def _input_grad_matmuls(g, w, padding, input_hw, precision):
   return out[:, top : top + input_hw[0], left : left + input_hw[1]]
 
 
+def _kernel_heavy(w_shape, g_shape) -> bool:
+  """Whether the kernel outweighs the output map (the matmul gradients' case)."""
+  kh, kw, ci, _ = w_shape
+  return kh * kw * ci > 4 * g_shape[0] * g_shape[1] * g_shape[2]
+
+
+def kernel_grad_path(x_shape, w_shape, g_shape, padding) -> str:
+  """How the CPU backward pass computes the kernel gradient: "stacked", "chunked" or "xla" (XLA's own).
+
+  The chunked kernel gradient pays off from 64 channels on a map of >= 32 padded positions per channel
+  (`scripts/profile_conv_grads.py`, XLA's vs chunked, batch 4: 64 -> 64 on 501x64 243 vs 77 ms, 128 -> 128 on
+  250x32 88 vs 46 ms, 128 -> 256 on 125x16 32 vs 21 ms); with fewer channels or on smaller maps XLA's is as
+  fast or faster (16 -> 32 on 250x32: 5.4 vs 8.7 ms; 256 -> 512 on 62x8: 26 vs 41 ms). Under a kernel that
+  outweighs the map one stacked matmul beats both (1024 -> 2048 on 15x2: 38 vs XLA's 63 ms).
+  """
+  _, _, ci, co = w_shape
+  (top, bottom), (left, right) = padding
+  rows = x_shape[0] * (x_shape[1] + top + bottom) * (x_shape[2] + left + right)
+  if min(ci, co) < 64:
+    return "xla"
+  if _kernel_heavy(w_shape, g_shape):
+    return "stacked"
+  return "chunked" if rows >= 32 * max(ci, co) else "xla"
+
+
 def _grads_cpu(x, w, g, *, padding, precision):
-  kh, kw, ci, co = w.shape
+  kh, kw, _, _ = w.shape
+  xla = jax.vjp(lambda x, w: _xla_conv(x, w, padding, precision), x, w)[1]
   # The input gradient by matmuls pays off where the kernel outweighs the map (CNN14's blocks 5-6, 1024-2048
   # channels on 31x4 and 15x2 maps: 116-273 ms -> 17-39 ms); on large maps XLA's convolution is faster.
-  kernel_heavy = kh * kw * ci > 4 * g.shape[0] * g.shape[1] * g.shape[2]
-  # The chunked kernel gradient pays off from 64 channels on a map of >= 32 padded positions per channel
-  # (`scripts/profile_conv_grads.py`, XLA's vs chunked, batch 4: 64 -> 64 on 501x64 243 vs 77 ms, 128 -> 128
-  # on 250x32 88 vs 46 ms, 128 -> 256 on 125x16 32 vs 21 ms); with fewer channels or on smaller maps XLA's is
-  # as fast or faster (16 -> 32 on 250x32: 5.4 vs 8.7 ms; 256 -> 512 on 62x8: 26 vs 41 ms). Under a kernel
-  # that outweighs the map one stacked matmul beats both (1024 -> 2048 on 15x2: 38 vs XLA's 63 ms).
-  xla = jax.vjp(lambda x, w: _xla_conv(x, w, padding, precision), x, w)[1]
-  if kernel_heavy:
+  if _kernel_heavy(w.shape, g.shape):
     dx = _input_grad_matmuls(g, w, padding, x.shape[1:3], precision).astype(x.dtype)
   else:
     dx = xla(g)[0]
-  (top, bottom), (left, right) = padding
-  rows = x.shape[0] * (x.shape[1] + top + bottom) * (x.shape[2] + left + right)
-  if min(ci, co) >= 64 and kernel_heavy:
+  path = kernel_grad_path(x.shape, w.shape, g.shape, padding)
+  if path == "stacked":
     dw = _kernel_grad_stacked(x, g, padding, (kh, kw), precision).astype(w.dtype)
-  elif min(ci, co) >= 64 and rows >= 32 * max(ci, co):
+  elif path == "chunked":
     dw = _kernel_grad_chunked(x, g, padding, (kh, kw), precision).astype(w.dtype)
   else:
     dw = xla(g)[1]
