@@ -1,0 +1,112 @@
+"""Shared command plumbing: the parser every command uses and the one user-error -> `error: ...` + exit 2 mapping.
+
+Every command (`pack`, `train`, `export`, `predict`, `embed`, `enroll`, `convert`) answers a mistake the user
+can fix with one line on stderr, `error: <what to fix>`, and exit status 2; never a traceback. A user mistake is:
+
+- an argument argparse refuses (unknown option, bad number, missing value): `ArgumentParser.error`;
+- an exception of a type in `user_error_types()`: `ValueError` (bad values, damaged files), `OSError` (missing,
+  unreadable or existing paths, a full disk), and the project's own error classes (`AudioError`, `ExportError`,
+  `StoreError`, ...), each a subclass of `UserError` or of one of those.
+
+Anything else is a bug and keeps its traceback. `--debug` on any command, or `ANIMALJAX_DEBUG=1`, shows the
+traceback of a user error too.
+
+This module imports nothing heavy (no jax, no TensorFlow): `pack` stays quick to start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import os
+import sys
+import traceback
+from collections.abc import Callable, Iterable, Sequence
+
+DEBUG_ENV = "ANIMALJAX_DEBUG"
+EXIT_USER_ERROR = 2
+
+
+class UserError(Exception):
+  """A mistake the user can fix (an option, a path, a damaged input): printed as one line, exit 2."""
+
+
+def user_error_types() -> tuple[type[BaseException], ...]:
+  """Exception types answered with one line: `UserError`, `ValueError` and `OSError` (and their subclasses)."""
+  return (UserError, ValueError, OSError)
+
+
+def debug_requested(argv: Sequence[str] | None = None) -> bool:
+  argv = sys.argv[1:] if argv is None else argv
+  return "--debug" in argv or os.environ.get(DEBUG_ENV, "") not in ("", "0")
+
+
+def one_line(err: BaseException) -> str:
+  """The message of `err` on one line (chained notes and newlines folded)."""
+  text = str(err)
+  if isinstance(err, KeyError) and err.args:  # KeyError's str() is the repr of the key
+    text = str(err.args[0])
+  if isinstance(err, OSError) and err.filename is not None and err.strerror:
+    text = f"{err.filename}: {err.strerror}"
+  return " ".join(text.split()) or type(err).__name__
+
+
+def report(err: BaseException) -> int:
+  """Prints `error: ...` for a user error and returns the exit status 2."""
+  print(f"error: {one_line(err)}", file=sys.stderr)
+  return EXIT_USER_ERROR
+
+
+def run(main: Callable[[], int | None], argv: Sequence[str] | None = None) -> int:
+  """Calls `main()`; a user error prints one line and returns 2 (the traceback with `--debug`)."""
+  try:
+    status = main()
+  except user_error_types() as err:
+    if debug_requested(argv):
+      traceback.print_exc()
+    return report(err)
+  except KeyboardInterrupt:
+    print("interrupted", file=sys.stderr)
+    return 130
+  return 0 if status is None else int(status)
+
+
+class ArgumentParser(argparse.ArgumentParser):
+  """argparse with the project's error format (one line, exit 2) and a `--debug` flag."""
+
+  def __init__(self, *args, **kwargs):
+    super().__init__(*args, **kwargs)
+    self.add_argument("--debug", action="store_true", help=f"show tracebacks (also: {DEBUG_ENV}=1)")
+
+  def error(self, message: str):  # argparse's own prints the usage block first: two+ lines
+    print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
+    sys.exit(EXIT_USER_ERROR)
+
+
+def closest_first(name: str, valid: Iterable[str]) -> list[str]:
+  """`valid`, the close matches of `name` first (difflib), then the rest in order."""
+  valid = list(valid)
+  close = difflib.get_close_matches(name, valid, n=len(valid), cutoff=0.5)
+  return close + [v for v in valid if v not in close]
+
+
+# --------------------------------------------------------------------------------------------- argument types
+def _number(cast, test: Callable[[float], bool], what: str):
+  def parse(text: str):
+    try:
+      value = cast(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value != value or not test(value):  # NaN fails every test
+      raise argparse.ArgumentTypeError(f"must be {what}, got {text}")
+    return value
+
+  parse.__name__ = what  # argparse names the type in its messages
+  return parse
+
+
+positive_int = _number(int, lambda v: v >= 1, "an integer >= 1")
+nonnegative_int = _number(int, lambda v: v >= 0, "an integer >= 0")
+positive_float = _number(float, lambda v: 0 < v < float("inf"), "a number > 0")
+nonnegative_float = _number(float, lambda v: 0 <= v < float("inf"), "a number >= 0")
+probability = _number(float, lambda v: 0 <= v <= 1, "a number in [0, 1]")
