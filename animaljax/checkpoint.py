@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import pathlib
+import sys
 from typing import Any
 
 import jax
@@ -23,6 +24,28 @@ import orbax.checkpoint as ocp
 def _abstract(tree: Any) -> Any:
   """Shapes, dtypes and shardings of `tree`: orbax restores onto the same devices and layout."""
   return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+def _silence_closed_loop_callbacks() -> None:
+  """Drops the tracebacks TensorStore reads print after a failed restore, keeping every other one.
+
+  When one read of a damaged checkpoint fails, orbax's restore raises and closes its asyncio loop while the
+  other reads are still in flight; each of them then completes into `call_soon_threadsafe` on the closed loop
+  and prints a `RuntimeError: Event loop is closed` traceback through `sys.unraisablehook` (measured: 60 of
+  them for one damaged CNN checkpoint). The caller reports the damage in one line; those add nothing.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_animaljax_filter", False):
+    return
+
+  def hook(unraisable) -> None:
+    err = unraisable.exc_value
+    if isinstance(err, RuntimeError) and str(err) == "Event loop is closed":
+      return
+    previous(unraisable)
+
+  hook._animaljax_filter = True
+  sys.unraisablehook = hook
 
 
 class Checkpointer:
@@ -54,6 +77,10 @@ class Checkpointer:
     """The step of the newest finished periodic checkpoint, or None."""
     return self.manager.latest_step()
 
+  def all_steps(self) -> list[int]:
+    """The steps of every finished periodic checkpoint, oldest first."""
+    return sorted(self.manager.all_steps())
+
   def path(self, step: int | None) -> str:
     return "none" if step is None else str(self.workdir / "checkpoints" / str(step))
 
@@ -75,7 +102,11 @@ class Checkpointer:
       state=ocp.args.StandardRestore(_abstract(state)),
       data_iter=grain.checkpoint.CheckpointRestore(data_iter),
     )
-    return self.manager.restore(step, args=args)["state"]
+    try:
+      return self.manager.restore(step, args=args)["state"]
+    except Exception:
+      _silence_closed_loop_callbacks()
+      raise
 
   # ------------------------------------------------------------------------------------------------ best
   def best(self) -> dict | None:

@@ -86,6 +86,8 @@ class ArgumentParser(argparse.ArgumentParser):
 def closest_first(name: str, valid: Iterable[str]) -> list[str]:
   """`valid`, the close matches of `name` first (difflib), then the rest in order."""
   valid = list(valid)
+  if not valid:
+    return []
   close = difflib.get_close_matches(name, valid, n=len(valid), cutoff=0.5)
   return close + [v for v in valid if v not in close]
 

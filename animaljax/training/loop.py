@@ -45,8 +45,12 @@ _MINIMISE = ("loss",)
 ON_NONFINITE = ("stop", "skip")
 
 
-class NonFiniteLossError(FloatingPointError):
-  """Raised when the training loss (or gradient norm) stops being finite."""
+class NonFiniteLossError(FloatingPointError, ValueError):
+  """Raised when the training loss (or gradient norm) stops being finite (a ValueError: the user fixes the config)."""
+
+
+class CheckpointDamagedError(ValueError):
+  """Every periodic checkpoint of the workdir failed to restore."""
 
 
 @dataclasses.dataclass
@@ -63,6 +67,8 @@ class Task:
       grain's `get_state`/`set_state`.
     eval_batches: `() -> iterable of host batches` for one pass over the evaluation split, or None.
     on_eval: optional `(step, metrics) -> None` (writes report files).
+    on_start: optional `(start step) -> None`, called on process 0 once the state is built and restored
+      (writes config.json: `animaljax.training.workdir.claim`).
     device_keys: batch fields moved to the devices (the rest, like "index", stay on the host).
   """
 
@@ -73,6 +79,7 @@ class Task:
   train_batches: Iterable[dict[str, np.ndarray]]
   eval_batches: Callable[[], Iterable[dict[str, np.ndarray]]] | None = None
   on_eval: Callable[[int, dict], None] | None = None
+  on_start: Callable[[int], None] | None = None
   device_keys: tuple[str, ...] = ("audio", "label", "mask")
 
 
@@ -175,6 +182,32 @@ def _truncate_log(path: pathlib.Path, step: int) -> None:
   path.write_text("".join(line + "\n" for line in keep))
 
 
+def _restore_newest_intact(ckpt: Checkpointer, state: Any, train_iter: Any) -> tuple[Any, int | None]:
+  """`(state, step)` of the newest periodic checkpoint that restores, or `(state, None)` when there is none.
+
+  A damaged checkpoint (a truncated or overwritten file, a disk error) is named in one line and the next older
+  one is tried; the damaged one stays where it is until the resumed run saves that step again. When every
+  checkpoint is damaged the run stops with a message naming them instead of training from scratch over them.
+  """
+  damaged = []
+  for step in sorted(ckpt.all_steps(), reverse=True):
+    try:
+      return ckpt.restore(state, train_iter, step), step
+    except Exception as err:  # noqa: BLE001 - orbax/TensorStore raise many types for a damaged file
+      reason = " ".join(str(err).split())[:300]
+      damaged.append(step)
+      _say(
+        None,
+        f"checkpoint {ckpt.path(step)} is damaged ({type(err).__name__}: {reason}); trying the one before it",
+      )
+  if damaged:
+    raise CheckpointDamagedError(
+      f"every checkpoint of {ckpt.workdir} is damaged (steps {', '.join(map(str, damaged))}); move or delete "
+      f"{' and '.join(ckpt.path(s) for s in damaged)} to train from scratch in this workdir, or use another --workdir"
+    )
+  return state, None
+
+
 def evaluate(task: Task, state: Any, eval_step: Callable, mesh: Mesh) -> dict:
   """One pass over `task.eval_batches()`: gathers the outputs, drops padding rows, summarises."""
   outputs: dict[str, list[np.ndarray]] = collections.defaultdict(list)
@@ -209,12 +242,11 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
   train_iter = iter(task.train_batches)
   ckpt = Checkpointer(workdir, every_steps=cfg.checkpoint_every, keep=cfg.keep, async_save=cfg.async_save)
   log_path = workdir / "train_log.jsonl"
-  start = 0
-  last_good = ckpt.latest_step()
-  if last_good is not None:
-    state = ckpt.restore(state, train_iter, last_good)
-    start = int(jax.device_get(state.step))
+  state, last_good = _restore_newest_intact(ckpt, state, train_iter)
+  start = 0 if last_good is None else int(jax.device_get(state.step))
   if jax.process_index() == 0:
+    if task.on_start is not None:
+      task.on_start(start)
     _truncate_log(log_path, start)
   best = ckpt.best()
   best_value = best["value"] if best else None

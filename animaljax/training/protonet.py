@@ -31,6 +31,7 @@ from animaljax.data.episodes import check_episode_shape, draw_episode, examples_
 from animaljax.data.loader import make_loader
 from animaljax.models.classifier import make_model
 from animaljax.training import loop
+from animaljax.training import workdir as run_dir
 from animaljax.training.state import TrainState, make_optimizer, merge_pretrained
 from animaljax.training.supervised import (
   _load_init,
@@ -300,14 +301,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     The last evaluation's metrics (`few_shot_report`) plus the loop's `step`, `train_loss`, `best`, ...
   """
   workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
   c = resolve_config(config, workdir)
+  with run_dir.claim(workdir, json.loads(c.to_json()), main_process=jax.process_index() == 0) as started:
+    return _train(c, workdir, started)
+
+
+def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict:
+  """`train_and_evaluate` once the workdir is claimed; `started(step)` writes config.json (run_dir.claim)."""
   data = ensure_packed(c)
   train_classes, held_out = check_protonet_config(c, len(data.class_names))
   if not held_out:
     raise ValueError("protonet.eval_classes is empty: name the held-out classes to evaluate on")
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(c.to_json(indent=2) + "\n")
   d, t, p = c.data, c.train, c.protonet
   per_process = loop.check_batch_size(p.episodes_per_step, "protonet.episodes_per_step")
   episode_args = dict(
@@ -356,6 +360,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     init_state=init_state, train_step=train_step, eval_step=eval_step, summarize=summarize,
     train_batches=train_batches, eval_batches=eval_batches,
     on_eval=lambda step, report: write_report(workdir, step, report),
+    on_start=started,
   )  # fmt: skip
   clips = p.episodes_per_step * p.n_way * (p.k_shot + p.q_queries)  # an episode's support and query clips
   loop_cfg = loop.LoopConfig.from_config(c, p.episodes_per_step, clips_per_step=clips)

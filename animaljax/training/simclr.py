@@ -37,6 +37,7 @@ from animaljax.losses_contrastive import nt_xent
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import Classifier, ClassifierConfig
 from animaljax.training import loop
+from animaljax.training import workdir as run_dir
 from animaljax.training.state import TrainState, make_optimizer
 from animaljax.training.supervised import (
   augment_features,
@@ -287,10 +288,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     `train_loss`, `best`, `wall_s`, `probe_accuracy_init` (with `probe.at_init`) and `encoder` (its path).
   """
   workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
   c = _resolve(config, workdir)
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(c.to_json(indent=2) + "\n")
+  with run_dir.claim(workdir, json.loads(c.to_json()), main_process=jax.process_index() == 0) as started:
+    return _train(c, workdir, started)
+
+
+def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict:
+  """`train_and_evaluate` once the workdir is claimed; `started(step)` writes config.json (run_dir.claim)."""
   per_process = loop.check_batch_size(c.train.batch_size)
   data = ensure_packed(c)
   d, t, s, p = c.data, c.train, c.simclr, c.probe
@@ -368,6 +372,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     init_state=init_state, train_step=train_step, eval_step=eval_step, summarize=summarize,
     train_batches=train_loader, eval_batches=eval_batches,
     on_eval=lambda step, m: _write_metrics(workdir, step, m),
+    on_start=started,
   )  # fmt: skip
   loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
 

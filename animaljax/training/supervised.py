@@ -23,10 +23,14 @@ import optax
 from animaljax import losses, metrics
 from animaljax.augment import mixup, sample_mixup, spec_augment
 from animaljax.data.loader import SAMPLING, PackedDataset, make_loader
+from animaljax.data.packing import CLIP_MODES, FILE_FORMATS
+from animaljax.data.sources import SOURCES
 from animaljax.models.classifier import ENCODERS, ClassifierConfig, ast_config, cnn14_config, make_model
+from animaljax.training import config as config_lib
 from animaljax.training import loop
+from animaljax.training import workdir as run_dir
 from animaljax.training.report import write_charts
-from animaljax.training.state import TrainState, make_optimizer, merge_pretrained
+from animaljax.training.state import OPTIMIZERS, SCHEDULES, TrainState, make_optimizer, merge_pretrained
 
 _NEEDS_ROOT = {"esc50": "root", "folder": "root", "csv": "manifest"}
 _METRICS = ("accuracy", "macro_f1", "weighted_f1", "mAP", "loss")
@@ -40,6 +44,7 @@ _DTYPES = ("float32", "bfloat16")
 def resolve_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collections.ConfigDict:
   """A copy with derived fields filled in: the packed dataset folder and the cross-validation splits."""
   c = ml_collections.ConfigDict(config.to_dict())
+  config_lib.validate(c)  # numbers first: nothing below (nor packing, nor the loop) sees an impossible value
   d = c.data
   if not d.dir:
     name = d.source + (f"-{d.category.replace(',', '_')}" if d.category else "")
@@ -68,7 +73,9 @@ def resolve_config(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> 
   if c.model.encoder not in ENCODERS:
     raise ValueError(f"unknown model.encoder {c.model.encoder!r}; valid: {', '.join(sorted(ENCODERS))}")
   for section, key, valid in (
-    ("train", "sampling", SAMPLING), ("train", "on_nonfinite", loop.ON_NONFINITE), ("model", "dtype", _DTYPES)
+    ("train", "sampling", SAMPLING), ("train", "on_nonfinite", loop.ON_NONFINITE), ("model", "dtype", _DTYPES),
+    ("train", "optimizer", OPTIMIZERS), ("train", "schedule", SCHEDULES), ("data", "source", tuple(SOURCES)),
+    ("data", "file_format", FILE_FORMATS), ("data", "clip_mode", CLIP_MODES),
   ):  # fmt: skip
     if c[section][key] not in valid:
       raise ValueError(f"unknown {section}.{key} {c[section][key]!r}; valid: {', '.join(valid)}")
@@ -280,10 +287,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     `confusion_matrix`) plus `step`, `train_loss`, `best`, `skipped_steps`, `stopped_early` and `wall_s`.
   """
   workdir = pathlib.Path(workdir).absolute()
-  workdir.mkdir(parents=True, exist_ok=True)
   c = resolve_config(config, workdir)
-  if jax.process_index() == 0:
-    (workdir / "config.json").write_text(c.to_json(indent=2) + "\n")
+  with run_dir.claim(workdir, json.loads(c.to_json()), main_process=jax.process_index() == 0) as started:
+    return _train(c, workdir, started)
+
+
+def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict:
+  """`train_and_evaluate` once the workdir is claimed; `started(step)` writes config.json (run_dir.claim)."""
   per_process = loop.check_batch_size(c.train.batch_size)
   data = ensure_packed(c)
   d, t = c.data, c.train
@@ -361,6 +371,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     train_batches=train_loader,
     eval_batches=eval_batches,
     on_eval=lambda step, report: write_report(workdir, step, report, class_names),
+    on_start=started,
   )
   loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
   return loop.run(task, loop_cfg, workdir)

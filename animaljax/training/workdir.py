@@ -1,0 +1,150 @@
+"""A run's folder as the trainers claim it: one run at a time, and a resume never breaks what is already there.
+
+`claim(workdir, config)` is the first thing every trainer does:
+
+* **lock**: an exclusive `fcntl.flock` on `<workdir>/run.lock` (process 0 only; the other processes of a
+  multi-host run share process 0's workdir). The kernel drops it when the process dies, so a SIGKILLed run
+  leaves no stale lock; a second run on the same workdir is refused, naming the running process.
+* **resume check**: when the workdir already holds a run (checkpoints or a best state), the new config is
+  compared with the saved `config.json` *before anything is written*: a change that cannot continue that run
+  (model, data, trainer, optimiser, ...) is refused, naming the differing keys. Only `RESUMABLE` keys (run
+  length, logging, evaluation and checkpoint cadence) may change.
+* **config.json** is written by the callback `claim` yields, which the loop calls once the state is built and
+  restored (`loop.Task.on_start`): a run that fails before that leaves the saved config as it was, so the
+  workdir can still be exported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import errno
+import fcntl
+import json
+import os
+import pathlib
+import socket
+from collections.abc import Callable, Iterator
+from typing import Any
+
+CONFIG_JSON = "config.json"
+LOCK_FILE = "run.lock"
+
+# Keys (dotted) that may differ between a run and its resumption: none changes the state's shapes, the data
+# the state was trained on, or what the optimiser's moments mean.
+RESUMABLE = frozenset({
+  "train.steps", "train.log_every", "train.log_indices", "train.halt_after", "train.on_nonfinite",
+  "eval.every_steps", "eval.batch_size", "eval.early_stopping_patience",
+  "checkpoint.every_steps", "checkpoint.keep", "checkpoint.async_save",
+  "data.worker_count", "data.pack_on_first_use",
+})  # fmt: skip
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used for this run (busy, or holding a run this config cannot continue)."""
+
+
+def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:
+  """`{"a": {"b": 1}}` -> `{"a.b": 1}` (lists are leaves)."""
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  out: dict[str, Any] = {}
+  for key, value in tree.items():
+    out.update(flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+  return out
+
+
+def holds_run(workdir: pathlib.Path) -> bool:
+  """True when `workdir` has a periodic or best checkpoint (a run that a new one would continue)."""
+  return any(
+    (workdir / sub).is_dir() and any(p.name.isdigit() for p in (workdir / sub).iterdir())
+    for sub in ("checkpoints", "best")
+  )
+
+
+def config_changes(saved: dict, new: dict) -> list[str]:
+  """Dotted keys whose values differ between `saved` and `new`, except `RESUMABLE` ones.
+
+  A key missing from `saved` (an option added by a newer animaljax, at its default) is not a change.
+  """
+  old, cur = flatten(saved), flatten(new)
+  return sorted(
+    k for k in old.keys() | cur.keys() if k not in RESUMABLE and k in old and old.get(k) != cur.get(k)
+  )
+
+
+def check_resume(workdir: pathlib.Path, config: dict) -> None:
+  """Raises WorkdirError if `workdir` holds a run that `config` cannot continue (see the module docstring)."""
+  if not holds_run(workdir):
+    return
+  path = workdir / CONFIG_JSON
+  if not path.is_file():
+    return  # nothing to compare with; restoring the checkpoint onto this config's shapes is the check
+  try:
+    saved = json.loads(path.read_text())
+    if not isinstance(saved, dict):
+      raise ValueError("not a JSON object")
+  except (ValueError, UnicodeDecodeError) as err:
+    raise WorkdirError(
+      f"{path} is damaged ({err}) and {workdir} holds checkpoints: cannot tell whether this config can resume "
+      "that run; use another --workdir"
+    ) from None
+  changed = config_changes(saved, config)
+  if changed:
+    old, cur = flatten(saved), flatten(config)
+    shown = "; ".join(f"{k}: {old.get(k)!r} -> {cur.get(k)!r}" for k in changed[:8])
+    more = f" (and {len(changed) - 8} more)" if len(changed) > 8 else ""
+    raise WorkdirError(
+      f"{workdir} holds a run with a different config, which cannot resume with {shown}{more}. Use another "
+      f"--workdir, or the saved values (only {', '.join(sorted(RESUMABLE))} may change on resume)"
+    )
+
+
+def write_config(workdir: pathlib.Path, config: dict) -> None:
+  """Writes `config.json` atomically (a temporary file renamed over it)."""
+  tmp = workdir / f".{CONFIG_JSON}.tmp-{os.getpid()}"
+  tmp.write_text(json.dumps(config, indent=2) + "\n")
+  tmp.replace(workdir / CONFIG_JSON)
+
+
+@contextlib.contextmanager
+def lock(workdir: pathlib.Path) -> Iterator[None]:
+  """Holds the exclusive run lock of `workdir` while the block runs; WorkdirError if another process has it."""
+  path = workdir / LOCK_FILE
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's line must survive a refusal
+  try:
+    try:
+      fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as err:
+      if err.errno not in (errno.EWOULDBLOCK, errno.EACCES):
+        raise
+      holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+      raise WorkdirError(
+        f"{workdir} is in use by another training run ({holder}); wait for it to finish, stop it, or use "
+        "another --workdir"
+      ) from None
+    started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode(), 0)
+    yield
+  finally:
+    os.close(fd)  # closing the descriptor releases the lock
+
+
+@contextlib.contextmanager
+def claim(
+  workdir: pathlib.Path, config: dict, *, main_process: bool = True
+) -> Iterator[Callable[[int], None]]:
+  """Locks `workdir` (on the main process), checks that `config` can run there and yields `started(step)`.
+
+  Args:
+    workdir: the run's folder (created if missing).
+    config: the resolved config as plain data (`ConfigDict.to_dict()` through JSON).
+    main_process: only the main process locks and writes.
+  Yields:
+    `started(step)`: call it once the state is initialised or restored; it writes `config.json`.
+  """
+  workdir.mkdir(parents=True, exist_ok=True)
+  with lock(workdir) if main_process else contextlib.nullcontext():
+    check_resume(workdir, config)
+    yield (lambda step: write_config(workdir, config)) if main_process else (lambda step: None)
