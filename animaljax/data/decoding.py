@@ -3,12 +3,21 @@
 Workers are started with "spawn": the parent may already hold TensorFlow or JAX threads, which a fork would
 copy in an undefined state. As with any spawn pool, a script that calls `pack` must guard its entry point with
 `if __name__ == "__main__":` (the `python -m animaljax.pack` CLI does).
+
+A worker exits on its own when the process that started it dies (SIGKILL, the OOM killer): a pool worker
+blocks on a queue whose write end it holds itself, so it would otherwise wait forever, and keep
+multiprocessing's resource tracker alive with it. A daemon thread in each worker compares `os.getppid()` with
+the parent's pid every `PARENT_POLL_SECONDS`. (Linux's PR_SET_PDEATHSIG alone would not do: it fires when
+the parent *thread* that spawned the worker exits, and the pool spawns from whichever thread submits.)
 """
 
 from __future__ import annotations
 
 import collections
 import multiprocessing
+import os
+import threading
+import time
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -24,9 +33,25 @@ from animaljax.data.sources.base import Example, Source
 Result = tuple[np.ndarray | None, str, list[str]]
 
 _WORKER: dict[str, Any] = {}
+PARENT_POLL_SECONDS = 0.5
 
 
-def _init_worker(source: Source, sample_rate: int, validation: dict[str, Any]) -> None:
+def _exit_with_parent(parent_pid: int) -> None:
+  """Ends this process (no clean-up: there is no one left to hand results to) once `parent_pid` is gone."""
+  while os.getppid() == parent_pid:  # an orphan is re-parented (to init or a subreaper): the pid changes
+    time.sleep(PARENT_POLL_SECONDS)
+  os._exit(1)
+
+
+def watch_parent(parent_pid: int) -> None:
+  """Starts the daemon thread that ends this process when `parent_pid`, its parent, dies."""
+  if os.getppid() != parent_pid:  # the parent died while this process was starting
+    os._exit(1)
+  threading.Thread(target=_exit_with_parent, args=(parent_pid,), name="exit-with-parent", daemon=True).start()
+
+
+def _init_worker(source: Source, sample_rate: int, validation: dict[str, Any], parent_pid: int) -> None:
+  watch_parent(parent_pid)
   # The source travels once per worker, not once per clip.
   _WORKER.update(source=source, sample_rate=sample_rate, validation=validation)
 
@@ -61,7 +86,8 @@ class OrderedDecoder:
     self._pool = self._new_pool() if workers > 0 else None
 
   def _new_pool(self) -> ProcessPoolExecutor:
-    return ProcessPoolExecutor(self._workers, multiprocessing.get_context("spawn"), _init_worker, self._args)
+    context = multiprocessing.get_context("spawn")
+    return ProcessPoolExecutor(self._workers, context, _init_worker, (*self._args, os.getpid()))
 
   def _restart(self) -> None:
     self._kill()

@@ -6,13 +6,24 @@ in `out_dir`:
 
   dataset_info.json, features.json, metadata.json   TFDS metadata: `tfds.builder_from_directory(out_dir)`
   {name}-{split}.{file_format}-{i:05d}-of-{n:05d}   the shards (records as in `animaljax.data.records`)
-  rejected.csv                                      `path,reason` of every file that failed (header if none)
+  rejected.csv                                      `path,reason` of every file the source refused to list
+                                                    (`Source.rejected`) or that failed to decode (header if none)
+  warnings.csv                                      `path,reason` of every clip kept with a warning (silent,
+                                                    all samples zero, with `silent="warn"`; header if none)
   summary.json                                      counts per split and class; written last
 
-Atomicity: everything is built in a hidden sibling `.{out_dir.name}.incomplete/` and renamed into place in one
-step, so `out_dir` is either absent or complete; a killed run leaves only that sibling, which the next run
-deletes before starting again. Output shards are a pure function of the source and the settings (TFDS's key
-hash shuffle, deterministic proto serialization), so a re-run writes byte-identical shards.
+Atomicity: everything is built in a hidden sibling `.{out_dir.name}.incomplete/` (holding a marker file,
+`.animaljax-pack-scratch`) and renamed into place in one step, so `out_dir` is either absent or complete; a
+killed run leaves only that sibling, which the next run deletes before starting again. Output shards are a
+pure function of the source and the settings (TFDS's key hash shuffle, deterministic proto serialization),
+so a re-run writes byte-identical shards.
+
+Nothing but a pack is deleted: an existing `out_dir` is replaced only with `overwrite=True` and only when it is
+a finished pack (its `summary.json` beside TFDS's `dataset_info.json` and `features.json`, and no file that a
+pack or the loader does not write); a folder that holds the source (its root, manifest or any listed clip) is
+refused even with `overwrite`, and so is any other non-empty folder. A scratch folder without the marker is
+not ours, so it is refused rather than deleted. Every setting is checked (`validate_settings`) before the disk
+is touched.
 
 Windowing (`clip_mode="window"`): windows of `window_seconds` every `hop_seconds` (default: no overlap) while
 a full window fits; then one last, shorter window from the next hop if it holds at least `min_window_seconds`
@@ -29,8 +40,11 @@ import datetime
 import hashlib
 import itertools
 import json
+import math
+import numbers
 import os
 import pathlib
+import re
 import shutil
 import sys
 from collections.abc import Iterator, Sequence
@@ -39,6 +53,7 @@ from typing import Any
 import numpy as np
 
 from animaljax.data import decoding, tfds_builder
+from animaljax.data.shard_source import INDEX_FILE
 from animaljax.data.sources.base import Example, Source
 
 FILE_FORMATS = ("tfrecord", "array_record")
@@ -46,6 +61,25 @@ CLIP_MODES = ("keep", "window")
 # The split order in the output (and in the decode queue); any other split name follows, sorted.
 SPLIT_ORDER = ("train", "validation", "test", "fold1", "fold2", "fold3", "fold4", "fold5", "noise")
 UNLABELLED_KEY = "<unlabelled>"  # per_class key for label -1 (noise, unlabelled corpora)
+SILENT_MODES = ("warn", "reject", "allow")
+# Rates outside this range are typos (32 for 32000, 3200000): no recorder or model works there.
+SAMPLE_RATE_RANGE = (1000, 768_000)
+# Windows overlap at most this many times (hop >= window / MAX_OVERLAP): a tiny hop multiplies the stored audio
+# (a hop of one sample writes every sample 160,000 times for 5 s windows at 32 kHz), i.e. fills the disk.
+MAX_OVERLAP = 100
+# Dataset names become file-name prefixes: no separators, nothing TFDS would refuse.
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+# What a finished pack folder may hold: the files `pack` writes, the shards, and the loader's index cache.
+# `overwrite` deletes such a folder only when it holds nothing else.
+METADATA_FILES = ("dataset_info.json", "features.json", "summary.json")
+_PACK_FILES = {*METADATA_FILES, "metadata.json", "rejected.csv", "warnings.csv", INDEX_FILE}
+_PACK_FILE_PATTERNS = (
+  re.compile(r"[\w-]+-\w+\.(tfrecord|array_record)-\d{5}-of-\d{5}"),  # shards
+  re.compile(rf"\.{re.escape(INDEX_FILE)}\.\d+\.tmp\.npz"),  # an index being written
+)
+# The marker `pack` puts in its scratch folder: a folder without it was not made here and is never deleted.
+SCRATCH_MARKER = ".animaljax-pack-scratch"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +121,188 @@ def _too_short(seconds: float, min_window_seconds: float) -> str:
   return f"too short for a window: {seconds:.2f} s < {min_window_seconds:g} s"
 
 
+# ---------------------------------------------------------------- settings
+
+
+def _positive(what: str, value: Any) -> float:
+  """`value` as a float, or ValueError unless it is a finite number > 0."""
+  if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 < value < math.inf:
+    raise ValueError(f"{what} must be a number > 0, got {value!r}")
+  return float(value)
+
+
+def _choice(what: str, value: Any, choices: Sequence[str]) -> str:
+  if value not in choices:
+    raise ValueError(f"{what} must be one of {', '.join(choices)}; got {value!r}")
+  return value
+
+
+def validate_settings(
+  *,
+  sample_rate: int = 32000,
+  clip_mode: str = "keep",
+  window_seconds: float = 5.0,
+  hop_seconds: float | None = None,
+  min_window_seconds: float | None = None,
+  workers: int | None = None,
+  file_format: str = "tfrecord",
+  max_seconds: float | None = 3600.0,
+  silent: str = "warn",
+  shard_size_mb: float = 256.0,
+  name: str = "animal_sounds",
+) -> _Settings:
+  """Checks `pack`'s settings (same arguments and defaults) before any work; ValueError names the bad one.
+
+  Returns:
+    The settings that decide the shards, with the window defaults filled in (None outside window mode).
+  """
+  if isinstance(sample_rate, float) and sample_rate.is_integer():
+    sample_rate = int(sample_rate)
+  lo, hi = SAMPLE_RATE_RANGE
+  if (
+    isinstance(sample_rate, bool)
+    or not isinstance(sample_rate, numbers.Integral)
+    or not lo <= sample_rate <= hi
+  ):
+    raise ValueError(f"sample_rate must be an integer number of Hz in {lo}..{hi}, got {sample_rate!r}")
+  _choice("clip_mode", clip_mode, CLIP_MODES)
+  _choice("file_format", file_format, FILE_FORMATS)
+  _choice("silent", silent, SILENT_MODES)
+  if not isinstance(name, str) or not _NAME.fullmatch(name):
+    raise ValueError(f"name must be lower-case letters, digits and _ (a file name prefix), got {name!r}")
+  if workers is not None and (
+    isinstance(workers, bool) or not isinstance(workers, numbers.Integral) or workers < 0
+  ):
+    raise ValueError(f"workers must be an integer >= 0 (0 decodes in this process), got {workers!r}")
+  window = _positive("window_seconds", window_seconds)
+  hop = window if hop_seconds is None else _positive("hop_seconds", hop_seconds)
+  min_window = (
+    window / 2 if min_window_seconds is None else _positive("min_window_seconds", min_window_seconds)
+  )
+  if max_seconds is not None:
+    max_seconds = _positive("max_seconds", max_seconds)
+  windowed = clip_mode == "window"
+  if windowed and hop < window / MAX_OVERLAP:
+    raise ValueError(
+      f"hop_seconds={hop:g} would store every sample {window / hop:.0f} times ({window:g} s windows); "
+      f"use a hop of at least window_seconds / {MAX_OVERLAP} = {window / MAX_OVERLAP:g} s"
+    )
+  if windowed and min_window > window:
+    raise ValueError(f"min_window_seconds ({min_window:g}) must not exceed window_seconds ({window:g})")
+  return _Settings(
+    name=name,
+    sample_rate=int(sample_rate),
+    clip_mode=clip_mode,
+    window_seconds=window if windowed else None,
+    hop_seconds=hop if windowed else None,
+    min_window_seconds=min_window if windowed else None,
+    file_format=file_format,
+    max_seconds=max_seconds,
+    silent=silent,
+    shard_size_mb=_positive("shard_size_mb", shard_size_mb),
+  )
+
+
+# ---------------------------------------------------------------- the output folder
+
+
+def _within(path: str, folder: str) -> bool:
+  """Whether `path` is `folder` or lies under it (both absolute and normalised)."""
+  return path == folder or path.startswith(folder.rstrip(os.sep) + os.sep)
+
+
+def _source_inside(out_dir: pathlib.Path, source: Source, examples: Sequence[Example]) -> str | None:
+  """A folder, file or clip of `source` that `out_dir` is or holds (as written or through links), or None."""
+  outs = {os.path.normpath(out_dir), os.path.realpath(out_dir)}
+  paths = [*source.locations(), *(e.path for e in examples if "://" not in e.path)]  # not generated clips
+  for path in paths:
+    for p in {os.path.abspath(path), os.path.realpath(path)}:
+      if any(_within(p, o) for o in outs):
+        return path
+  return None
+
+
+def _not_pack_files(folder: pathlib.Path) -> list[str]:
+  """Names in `folder` that no pack holds (subfolders, links, unknown files): `overwrite` must keep them."""
+  out = []
+  for entry in sorted(os.scandir(folder), key=lambda e: e.name):
+    known = entry.name in _PACK_FILES or any(p.fullmatch(entry.name) for p in _PACK_FILE_PATTERNS)
+    if not known or entry.is_symlink() or not entry.is_file():
+      out.append(entry.name)
+  return out
+
+
+def _is_pack(folder: pathlib.Path) -> bool:
+  """Whether `folder` holds a finished pack's metadata: our `summary.json` beside TFDS's files."""
+  summary = _read_summary(folder)
+  return (
+    isinstance(summary, dict)
+    and {"fingerprint", "settings", "version"} <= summary.keys()
+    and all((folder / f).is_file() for f in METADATA_FILES)
+  )
+
+
+def _check_out_dir(out_dir: pathlib.Path, source: Source, examples: Sequence[Example]) -> bool:
+  """Refuses an `out_dir` that no run may replace; True when it holds a finished pack, False when empty/absent.
+
+  Raises:
+    FileExistsError: `out_dir` holds the source, is not a folder, is a link, or is a non-empty folder that is
+      not a finished pack.
+  """
+  if out_dir.is_symlink():
+    raise FileExistsError(
+      f"{out_dir} is a symbolic link (to {os.path.realpath(out_dir)}); give the folder itself as the output"
+    )
+  if not out_dir.exists():
+    return False
+  if not out_dir.is_dir():
+    raise FileExistsError(f"{out_dir} exists and is not a folder; choose a new folder for the pack")
+  if not any(out_dir.iterdir()):
+    return False
+  held = _source_inside(out_dir, source, examples)
+  if held is not None:
+    raise FileExistsError(
+      f"{out_dir} holds the data being packed ({held}); choose an output folder outside it (it was not changed)"
+    )
+  if not _is_pack(out_dir):
+    raise FileExistsError(
+      f"{out_dir} is not empty and is not a finished pack; choose a new or empty folder (it was not changed)"
+    )
+  return True
+
+
+def _check_replaceable(out_dir: pathlib.Path) -> None:
+  """FileExistsError unless the pack in `out_dir` holds only what a pack holds (so replacing it loses nothing)."""
+  if not _is_pack(out_dir):
+    raise FileExistsError(f"{out_dir} no longer holds a finished pack; it was not replaced")
+  extra = _not_pack_files(out_dir)
+  if extra:
+    raise FileExistsError(
+      f"{out_dir} holds a pack but also {len(extra)} item(s) no pack writes ({', '.join(extra[:5])}); "
+      "replacing the pack would delete them: move them out first (nothing was changed)"
+    )
+
+
+def _make_scratch(out_dir: pathlib.Path) -> pathlib.Path:
+  """Creates the empty, marked scratch folder beside `out_dir`, deleting a killed run's (marked) one first."""
+  scratch = out_dir.parent / f".{out_dir.name}.incomplete"
+  if scratch.is_symlink() or scratch.exists():
+    if scratch.is_symlink() or not scratch.is_dir():
+      raise FileExistsError(f"{scratch} is in the way of the pack's scratch folder; move it away")
+    if (scratch / SCRATCH_MARKER).is_file():
+      shutil.rmtree(scratch)  # a killed run's leftovers
+    elif any(scratch.iterdir()):
+      raise FileExistsError(
+        f"{scratch} is in the way of the pack's scratch folder and was not made by animaljax.pack (no "
+        f"{SCRATCH_MARKER} in it); move it away"
+      )
+    else:
+      scratch.rmdir()  # empty: a run killed between creating it and marking it
+  scratch.mkdir(parents=True)
+  (scratch / SCRATCH_MARKER).write_text("animaljax.pack builds a pack here; deleted when the pack is done\n")
+  return scratch
+
+
 # ---------------------------------------------------------------- pack
 
 
@@ -94,9 +310,13 @@ def _split_sort_key(split: str) -> tuple[int, str]:
   return (SPLIT_ORDER.index(split), "") if split in SPLIT_ORDER else (len(SPLIT_ORDER), split)
 
 
-def _fingerprint(source: Source, examples: Sequence[Example], settings: _Settings) -> str:
+def _fingerprint(
+  source: Source, examples: Sequence[Example], settings: _Settings, listed_rejects: Sequence[tuple[str, str]]
+) -> str:
   h = hashlib.sha256()
   h.update(json.dumps([source.name, list(source.class_names), dataclasses.asdict(settings)]).encode())
+  if listed_rejects:  # only when there are any: packs made before sources could reject keep their fingerprint
+    h.update(json.dumps(list(listed_rejects)).encode())
   for e in examples:
     try:  # an edited or replaced file makes a new pack; generated clips (synthetic://) have no stat
       st = os.stat(e.path)
@@ -105,6 +325,11 @@ def _fingerprint(source: Source, examples: Sequence[Example], settings: _Setting
       stamp = None
     h.update(json.dumps([e.path, e.label, e.label_name, e.split, e.fold, stamp]).encode())
   return h.hexdigest()
+
+
+def _warning_reason(path: str, message: str) -> str:
+  """A decode warning without the leading `path: ` that `load_audio` puts in it (warnings.csv has a path column)."""
+  return message.removeprefix(f"{path}: ")
 
 
 def _read_summary(out_dir: pathlib.Path) -> dict[str, Any] | None:
@@ -137,71 +362,71 @@ def pack(
   Args:
     source: lists the clips and decodes one (`Source.load`); must be picklable.
     out_dir: becomes the dataset folder itself (not `out_dir/name/version`).
-    sample_rate: every clip is resampled to this rate (Hz) and stored as int16.
+    sample_rate: every clip is resampled to this rate (an integer in `SAMPLE_RATE_RANGE` Hz), stored as int16.
     clip_mode: "keep" stores each clip whole; "window" cuts `window_seconds` windows every `hop_seconds`.
-    window_seconds, hop_seconds, min_window_seconds: window length, hop (default = window) and the shortest
-      last window kept (default = half a window); used only in window mode.
+    window_seconds, hop_seconds, min_window_seconds: window length, hop (default = window; at least
+      window / `MAX_OVERLAP`) and the shortest last window kept (default = half a window, at most a window);
+      all > 0, used only in window mode.
     workers: decode processes (default `os.cpu_count()`); 0 decodes in this process.
     file_format: "tfrecord" (needs TensorFlow) or "array_record" (random access, no TensorFlow).
-    max_seconds: reject longer files (None = no limit).
+    max_seconds: reject longer files (> 0; None = no limit).
     silent: all-zero clips: "warn" (keep, report), "reject" or "allow".
-    shard_size_mb: upper bound of one shard in MiB.
-    name: dataset name, the prefix of the shard files.
+    shard_size_mb: upper bound of one shard in MiB (> 0).
+    name: dataset name, the prefix of the shard files (lower-case letters, digits, _).
     progress: show a tqdm bar (clips/s) and print the summary.
     overwrite: rebuild even if `out_dir` holds a finished pack with the same settings, or replace a
-      different pack. Without it, an identical pack is reused and anything else in `out_dir` is an error.
+      different pack. Without it, an identical pack is reused and a different one is an error. It never
+      replaces anything but a finished pack (see the module docstring).
   Returns:
     The dict also written to `summary.json` (see the module docstring; `splits[s]["per_class"]` counts
-    records per class name, `"<unlabelled>"` for label -1; `seconds` is the stored audio).
+    records per class name, `"<unlabelled>"` for label -1; `seconds` is the stored audio; `num_rejected`
+    counts the rows of rejected.csv, `num_warnings` those of warnings.csv).
+  Raises:
+    ValueError: a bad setting (before anything is read or written), or no usable clip.
+    FileExistsError: `out_dir` may not be written (it holds the source, is not empty and not a pack, holds a
+      different pack without `overwrite`, ...); nothing was changed.
   """
-  if clip_mode not in CLIP_MODES:
-    raise ValueError(f"clip_mode must be one of {CLIP_MODES}, got {clip_mode!r}")
-  if file_format not in FILE_FORMATS:
-    raise ValueError(f"file_format must be one of {FILE_FORMATS}, got {file_format!r}")
-  windowed = clip_mode == "window"
-  if windowed and not window_seconds > 0:
-    raise ValueError(f"window_seconds must be > 0, got {window_seconds}")
-  hop_seconds = (hop_seconds or window_seconds) if windowed else None
-  if windowed and min_window_seconds is None:
-    min_window_seconds = window_seconds / 2
-  settings = _Settings(
-    name=name,
-    sample_rate=int(sample_rate),
+  settings = validate_settings(
+    sample_rate=sample_rate,
     clip_mode=clip_mode,
-    window_seconds=float(window_seconds) if windowed else None,
-    hop_seconds=float(hop_seconds) if windowed else None,
-    min_window_seconds=float(min_window_seconds) if windowed else None,
+    window_seconds=window_seconds,
+    hop_seconds=hop_seconds,
+    min_window_seconds=min_window_seconds,
+    workers=workers,
     file_format=file_format,
     max_seconds=max_seconds,
     silent=silent,
-    shard_size_mb=float(shard_size_mb),
+    shard_size_mb=shard_size_mb,
+    name=name,
   )
-  out_dir = pathlib.Path(out_dir).absolute()
+  windowed = settings.clip_mode == "window"
+  out_dir = pathlib.Path(os.path.abspath(out_dir))  # normalised: "a/../b" must not hide that b is the root
   say = print if progress else (lambda *a, **k: None)
 
   examples = sorted(source.examples(), key=lambda e: _split_sort_key(e.split))  # stable: keeps source order
   if not examples:
     raise ValueError(f"source {source.name!r} lists no examples")
-  fingerprint = _fingerprint(source, examples, settings)
-  if out_dir.exists() and any(out_dir.iterdir()):
+  listed_rejects = [(str(p), str(r)) for p, r in source.rejected]
+  fingerprint = _fingerprint(source, examples, settings, listed_rejects)
+  if _check_out_dir(out_dir, source, examples):
     old = _read_summary(out_dir)
-    if old is not None and old.get("fingerprint") == fingerprint and not overwrite:
+    if old.get("fingerprint") == fingerprint and not overwrite:
       say(f"{out_dir} already holds this pack (same source and settings); nothing to do (overwrite to redo).")
       return old
     if not overwrite:
-      what = "a different pack" if old is not None else "files that are not a finished pack"
-      raise FileExistsError(f"{out_dir} holds {what}; pass overwrite=True (--overwrite) to replace it")
+      raise FileExistsError(
+        f"{out_dir} holds a different pack; pass overwrite=True (--overwrite) to replace it"
+      )
+    _check_replaceable(out_dir)
 
-  scratch = out_dir.parent / f".{out_dir.name}.incomplete"
-  shutil.rmtree(scratch, ignore_errors=True)  # a killed run's leftovers
-  scratch.mkdir(parents=True)
+  scratch = _make_scratch(out_dir)
 
   by_split: dict[str, list[Example]] = {}
   for e in examples:
     by_split.setdefault(e.split, []).append(e)
-  validation = {"max_seconds": max_seconds, "silent": silent}
-  rejected: list[tuple[str, str]] = []
-  warned: list[str] = []
+  validation = {"max_seconds": settings.max_seconds, "silent": silent}
+  rejected: list[tuple[str, str]] = list(listed_rejects)  # the listing's refusals first, then decode failures
+  warned: list[tuple[str, str]] = []
   stats = {s: {"num_examples": 0, "per_class": collections.Counter(), "samples": 0} for s in by_split}
 
   from tqdm.auto import tqdm
@@ -212,7 +437,9 @@ def pack(
   sr = settings.sample_rate
   win = hop = min_win = 0
   if windowed:
-    win, hop = round(window_seconds * sr), max(1, round(hop_seconds * sr))
+    window_seconds, hop_seconds = settings.window_seconds, settings.hop_seconds
+    min_window_seconds = settings.min_window_seconds
+    win, hop = max(1, round(window_seconds * sr)), max(1, round(hop_seconds * sr))
     min_win = max(1, round(min_window_seconds * sr))
 
   def check(result: decoding.Result) -> tuple[np.ndarray | None, str, list[int]]:
@@ -230,7 +457,7 @@ def pack(
     for index in range(count):
       example, result = next(decoded)
       bar.update(1)
-      warned.extend(result[2])
+      warned.extend((example.path, _warning_reason(example.path, w)) for w in result[2])
       audio, reason, starts = check(result)
       if audio is None:
         rejected.append((example.path, reason))
@@ -290,10 +517,11 @@ def pack(
     bar.close()
   decoder.close()
 
-  with open(built / "rejected.csv", "w", newline="") as f:
-    writer = csv.writer(f)
-    writer.writerow(["path", "reason"])
-    writer.writerows(rejected)
+  for filename, rows in (("rejected.csv", rejected), ("warnings.csv", warned)):
+    with open(built / filename, "w", newline="") as f:
+      writer = csv.writer(f)
+      writer.writerow(["path", "reason"])
+      writer.writerows(rows)
   import tensorflow_datasets as tfds
 
   info = tfds.builder_from_directory(str(built)).info
@@ -325,8 +553,8 @@ def pack(
     "fingerprint": fingerprint,
   }
   (built / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-  _move_into_place(built, out_dir)
-  shutil.rmtree(scratch, ignore_errors=True)
+  _move_into_place(built, out_dir, scratch)
+  shutil.rmtree(scratch, ignore_errors=True)  # ours (marked), now holding only the replaced pack, if any
   if progress:
     _print_summary(summary, rejected, warned, out_dir)
   return summary
@@ -354,19 +582,18 @@ def _all_bad_splits(decoder: decoding.OrderedDecoder, by_split: dict[str, list[E
   return {s: f for s, f in failures.items() if len(f) == len(by_split[s])}
 
 
-def _move_into_place(built: pathlib.Path, out_dir: pathlib.Path) -> None:
-  """Renames the finished folder to `out_dir` (replacing an old pack) so readers never see a partial one."""
-  if out_dir.exists() and not any(out_dir.iterdir()):
+def _move_into_place(built: pathlib.Path, out_dir: pathlib.Path, scratch: pathlib.Path) -> None:
+  """Renames the finished folder to `out_dir` so readers never see a partial one.
+
+  An old pack in `out_dir` (checked again here: the decode may have taken hours) is first moved into
+  `scratch`, which the caller deletes: no fixed trash name that might be someone else's folder.
+  """
+  if out_dir.is_dir() and not out_dir.is_symlink() and not any(out_dir.iterdir()):
     out_dir.rmdir()
-  if out_dir.exists():
-    trash = out_dir.parent / f".{out_dir.name}.old"
-    shutil.rmtree(trash, ignore_errors=True)
-    out_dir.rename(trash)
-    built.rename(out_dir)
-    shutil.rmtree(trash, ignore_errors=True)
-  else:
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    built.rename(out_dir)
+  if out_dir.exists() or out_dir.is_symlink():
+    _check_replaceable(out_dir)
+    out_dir.rename(scratch / "replaced")
+  built.rename(out_dir)
 
 
 def _print_summary(summary: dict[str, Any], rejected, warned, out_dir: pathlib.Path) -> None:
@@ -379,7 +606,9 @@ def _print_summary(summary: dict[str, Any], rejected, warned, out_dir: pathlib.P
   print(f"  rejected: {len(rejected)} file(s) (rejected.csv)")
   for path, reason in rejected:
     print(f"    {path}: {reason}")
-  for message in warned[:20]:
-    print(f"  warning: {message}")
+  if warned:
+    print(f"  warnings: {len(warned)} file(s) kept with a warning (warnings.csv)")
+  for path, reason in warned[:20]:
+    print(f"    {path}: {reason}")
   if len(warned) > 20:
-    print(f"  ... {len(warned) - 20} more warnings")
+    print(f"    ... {len(warned) - 20} more (warnings.csv)")

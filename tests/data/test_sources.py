@@ -144,6 +144,63 @@ def test_folder_lists_garbage_wav_and_load_rejects_it(tmp_path):
   assert src.load(good, 16000).shape == (800,)
 
 
+def test_folder_links_back_into_the_root_are_rejected_not_followed(tmp_path):
+  root = _tree(tmp_path / "ds", {"Dog": 2, "Cat": 2})
+  outside = _tree(tmp_path / "outside", {"calls": 1})
+  (root / "Dog" / "loop").symlink_to("..")
+  (root / "Dog" / "cats").symlink_to(root / "Cat")
+  (root / "Cat" / "slash").symlink_to("/")
+  (root / "Kitty").symlink_to("Cat")
+  (root / "Cat" / "far").symlink_to(outside)
+  (root / "Dog" / "far_again").symlink_to(outside / "calls")  # inside what Cat/far already listed
+  (outside / "calls" / "back").symlink_to(root)
+  (root / "Dog" / "x.wav").mkdir()
+  _wav(root / "Dog" / "x.wav" / "inner.wav")
+  (root / "loose.wav").write_bytes((root / "Dog" / "clip00.wav").read_bytes())
+  with pytest.warns(UserWarning, match="outside the class folders"):
+    src = FolderSource(root, split_ratios=(1, 0, 0))
+  rel = {e.path.removeprefix(str(root) + "/"): e.label_name for e in src.examples()}
+  assert rel == {
+    "Cat/clip00.wav": "Cat",
+    "Cat/clip01.wav": "Cat",
+    "Cat/far/calls/clip00.wav": "Cat",
+    "Dog/clip00.wav": "Dog",
+    "Dog/clip01.wav": "Dog",
+    "Dog/x.wav/inner.wav": "Dog",
+  }
+  assert src.class_names == ("Cat", "Dog")
+  why = {p.removeprefix(str(root) + "/"): r for p, r in src.rejected}
+  assert set(why) == {
+    "Dog/loop", "Dog/cats", "Cat/slash", "Kitty", "Dog/far_again", "Cat/far/calls/back", "Dog/x.wav", "loose.wav"
+  }  # fmt: skip
+  assert "itself" in why["Dog/loop"] and "itself" in why["Cat/far/calls/back"]
+  assert "inside the dataset folder" in why["Dog/cats"] and "inside the dataset folder" in why["Kitty"]
+  assert "holds the dataset folder" in why["Cat/slash"] and "already listed" in why["Dog/far_again"]
+  assert "directory named like an audio file" in why["Dog/x.wav"] and "class" in why["loose.wav"]
+  assert pickle.loads(pickle.dumps(src)).rejected == src.rejected
+
+
+def test_folder_noise_in_a_split_folder_is_reported(tmp_path):
+  root = _tree(tmp_path / "ds", {"Train/a": 2, "Test/a": 1, "Train/Noise": 1, "extra/a": 1})
+  src = FolderSource(root)
+  why = {p.removeprefix(str(root) + "/"): r for p, r in src.rejected}
+  assert set(why) == {"Train/Noise", "extra"}
+  assert "dataset root" in why["Train/Noise"] and "beside the split folders" in why["extra"]
+  assert not any("Noise" in e.path or "extra" in e.path for e in src.examples())
+  with pytest.raises(ValueError, match="must be < 1"):
+    FolderSource(root, split_ratios=(1, 1, 0))  # would carve all of Training out for validation
+
+
+@pytest.mark.parametrize("ratios", [(0.8, 0.2), (1, 1, 1, 1), (-1, 1, 1), (0, 0, 0), (float("nan"), 1, 1)])
+def test_split_ratios_are_three_weights(tmp_path, ratios):
+  root = _tree(tmp_path / "ds", {"a": 3})
+  (tmp_path / "m.csv").write_text("path,label\nds/a/clip00.wav,a\n")
+  with pytest.raises(ValueError, match="split_ratios"):
+    FolderSource(root, split_ratios=ratios)
+  with pytest.raises(ValueError, match="split_ratios"):
+    CsvSource(tmp_path / "m.csv", split_ratios=ratios)
+
+
 # --- ESC-50 ----------------------------------------------------------------------------------------------
 
 
@@ -193,6 +250,10 @@ def test_esc50_unfiltered_keeps_targets_and_errors(tmp_path):
   bad = _esc50(tmp_path / "bad2", ["a.flac,one,0,dog,False,1,A"])
   with pytest.raises(ValueError, match="esc50.csv:2: fold and target must be integers"):
     Esc50Source(bad)
+  twice = _esc50(tmp_path / "twice", ["a.flac,1,0,dog,False,1,A", "a.flac,2,0,dog,False,1,A"])
+  with pytest.raises(ValueError, match="esc50.csv:3: a.flac is already listed on line 2"):
+    Esc50Source(twice)
+  assert Esc50Source(root).locations() == (str(root),)
 
 
 # --- csv manifest ----------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import math
 import zlib
 
 import numpy as np
@@ -42,10 +43,26 @@ class Source(abc.ABC):
 
   `load` decodes a file with `animaljax.audio.io.load_audio`; the synthetic source overrides it to generate
   the clip instead. Both return float32 mono in [-1, 1] at `sample_rate` or raise `AudioError`.
+
+  Attributes:
+    name: the source's name in the pack's metadata.
+    class_names: label id -> class name.
+    rejected: `(path, reason)` of what the listing itself refused (a folder link that would list clips twice,
+      a folder named like an audio file, ...); the packer writes them to `rejected.csv` with the files that
+      failed to decode, so nothing the user gave disappears without a word.
   """
 
   name: str = "source"
   class_names: tuple[str, ...] = ()
+  rejected: tuple[tuple[str, str], ...] = ()
+
+  def locations(self) -> tuple[str, ...]:
+    """The folders and files the source reads besides its clips (a corpus root, a manifest).
+
+    The packer refuses an output folder that holds any of them or any listed clip: replacing it would
+    delete the corpus.
+    """
+    return ()
 
   @abc.abstractmethod
   def examples(self) -> list[Example]:
@@ -57,6 +74,19 @@ class Source(abc.ABC):
 
 # Split names of a corpus without folds, in the order `split_ratios` lists them.
 SPLITS = ("train", "validation", "test")
+
+
+def check_split_ratios(split_ratios, count: int = len(SPLITS)) -> tuple[float, ...]:
+  """`split_ratios` as floats, or ValueError unless it is `count` finite weights >= 0, not all zero."""
+  try:
+    ratios = tuple(float(r) for r in split_ratios)
+  except (TypeError, ValueError):
+    raise ValueError(f"split_ratios must be {count} numbers, got {split_ratios!r}") from None
+  if len(ratios) != count:
+    raise ValueError(f"split_ratios needs exactly {count} numbers, got {len(ratios)}: {split_ratios!r}")
+  if not all(0 <= r < math.inf for r in ratios) or sum(ratios) <= 0:
+    raise ValueError(f"split_ratios must be finite, >= 0 and not all zero, got {split_ratios!r}")
+  return ratios
 
 
 def _allocate(n: int, ratios: tuple[float, ...]) -> list[int]:
@@ -97,10 +127,7 @@ def stratified_split(
   Returns:
     path -> split name.
   """
-  if len(split_ratios) != len(split_names):
-    raise ValueError(f"split_ratios {split_ratios} needs one value per split {split_names}")
-  if any(r < 0 for r in split_ratios) or sum(split_ratios) <= 0:
-    raise ValueError(f"split_ratios must be non-negative and not all zero, got {split_ratios}")
+  split_ratios = check_split_ratios(split_ratios, len(split_names))
   out: dict[str, str] = {}
   for name, paths in paths_by_class.items():
     order = sorted(paths)

@@ -12,7 +12,14 @@ import csv
 import os
 import re
 
-from animaljax.data.sources.base import SPLITS, UNLABELLED, Example, Source, stratified_split
+from animaljax.data.sources.base import (
+  SPLITS,
+  UNLABELLED,
+  Example,
+  Source,
+  check_split_ratios,
+  stratified_split,
+)
 
 # TFDS split names are words; checked here so a typo fails at listing time, not deep in the packer.
 _SPLIT_NAME = re.compile(r"\w+")
@@ -40,7 +47,7 @@ class CsvSource(Source):
   ):
     self.manifest = os.path.abspath(os.fspath(manifest))
     self.root = os.path.abspath(os.fspath(root)) if root is not None else os.path.dirname(self.manifest)
-    self.split_ratios = tuple(float(r) for r in split_ratios)
+    self.split_ratios = check_split_ratios(split_ratios)
     self.seed = int(seed)
     rows = self._read()
     self.class_names = tuple(sorted({label for _, label, _ in rows if label}))
@@ -100,3 +107,6 @@ class CsvSource(Source):
 
   def examples(self) -> list[Example]:
     return list(self._examples)
+
+  def locations(self) -> tuple[str, ...]:
+    return (self.manifest, self.root)

@@ -33,7 +33,7 @@ def _read_rows(csv_path: str) -> list[tuple[str, int, int, str]]:
     missing = [c for c in _COLUMNS if c not in (reader.fieldnames or ())]
     if missing:
       raise ValueError(f"{csv_path}: missing column(s) {missing}; header is {reader.fieldnames}")
-    rows = []
+    rows, seen = [], {}
     for row in reader:
       try:
         fold, target = int(row["fold"]), int(row["target"])
@@ -43,6 +43,11 @@ def _read_rows(csv_path: str) -> list[tuple[str, int, int, str]]:
         ) from None
       if not row["filename"] or not row["category"] or fold < 1 or target < 0:
         raise ValueError(f"{csv_path}:{reader.line_num}: malformed row {row}")
+      if row["filename"] in seen:  # listed twice it would be packed twice, maybe in two folds
+        raise ValueError(
+          f"{csv_path}:{reader.line_num}: {row['filename']} is already listed on line {seen[row['filename']]}"
+        )
+      seen[row["filename"]] = reader.line_num
       rows.append((row["filename"], fold, target, row["category"]))
   if not rows:
     raise ValueError(f"{csv_path}: no rows")
@@ -131,3 +136,6 @@ class Esc50Source(Source):
 
   def examples(self) -> list[Example]:
     return list(self._examples)
+
+  def locations(self) -> tuple[str, ...]:
+    return (self.root,)
