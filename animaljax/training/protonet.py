@@ -29,6 +29,8 @@ import optax
 
 from animaljax.data.episodes import check_episode_shape, draw_episode, examples_by_class, make_episode_loader
 from animaljax.data.loader import make_loader
+from animaljax.losses.prototypical import prototypical_loss
+from animaljax.metrics.fewshot import mean_and_ci95, nearest_prototype_accuracy
 from animaljax.models.classifier import make_model
 from animaljax.training import loop
 from animaljax.training import workdir as run_dir
@@ -46,34 +48,6 @@ from animaljax.training.supervised import (
 # ----------------------------------------------------------------------------------------------------------------
 # Loss and few-shot scoring
 # ----------------------------------------------------------------------------------------------------------------
-def prototype_logits(support: jax.Array, support_label: jax.Array, query: jax.Array, n_way: int) -> jax.Array:
-  """Negative squared Euclidean distances of queries to class prototypes.
-
-  Args:
-    support: (S, D) support embeddings; support_label: (S,) int in `0..n_way-1`; query: (Q, D).
-
-  Returns:
-    (Q, n_way) logits `-||q - mean_c||^2`, the prototype `mean_c` being the mean of class c's support rows.
-  """
-  onehot = jax.nn.one_hot(support_label, n_way, dtype=jnp.float32)  # (S, N)
-  protos = (onehot.T @ support.astype(jnp.float32)) / jnp.maximum(onehot.sum(0), 1.0)[:, None]
-  query = query.astype(jnp.float32)
-  # ||q||^2 - 2 q.p + ||p||^2: one matmul instead of a (Q, N, D) difference tensor.
-  sq = jnp.sum(query**2, -1, keepdims=True) - 2.0 * query @ protos.T + jnp.sum(protos**2, -1)[None]
-  return -jnp.maximum(sq, 0.0)
-
-
-def prototypical_loss(
-  support: jax.Array, support_label: jax.Array, query: jax.Array, query_label: jax.Array, n_way: int
-) -> tuple[jax.Array, jax.Array]:
-  """Mean softmax cross-entropy of the queries over `prototype_logits`, and the query accuracy (scalars)."""
-  logits = prototype_logits(support, support_label, query, n_way)
-  log_p = jax.nn.log_softmax(logits)
-  loss = -jnp.mean(jnp.take_along_axis(log_p, query_label[:, None], axis=1))
-  accuracy = jnp.mean((logits.argmax(-1) == query_label).astype(jnp.float32))
-  return loss, accuracy
-
-
 def mean_log_mel(features: jax.Array) -> jax.Array:
   """The baseline's clip vector: `(batch, frames, bins)` front-end features -> `(batch, bins)` mean over time."""
   return jnp.mean(features.astype(jnp.float32), axis=1)
@@ -103,20 +77,11 @@ def episode_accuracies(
   embeddings = np.asarray(embeddings, np.float64)
   by_class = examples_by_class(labels, classes)
   check_episode_shape(by_class, n_way, k_shot, q_queries)
-  truth = np.repeat(np.arange(n_way), q_queries)
   accs = np.empty(num_episodes)
   for i in range(num_episodes):
     _, support, query = draw_episode(seed, i, by_class, n_way, k_shot, q_queries)
-    protos = embeddings[support].mean(axis=1)  # (N, D)
-    dist = ((embeddings[query.reshape(-1)][:, None, :] - protos[None]) ** 2).sum(-1)  # (N*Q, N)
-    accs[i] = np.mean(dist.argmin(1) == truth)
+    accs[i] = nearest_prototype_accuracy(embeddings, support, query)
   return accs
-
-
-def mean_and_ci95(values: np.ndarray) -> tuple[float, float]:
-  """Mean and the half-width `1.96 * std / sqrt(n)` (population std, the usual few-shot protocol)."""
-  values = np.asarray(values, np.float64)
-  return float(values.mean()), float(1.96 * values.std() / np.sqrt(len(values)))
 
 
 def few_shot_report(

@@ -33,7 +33,7 @@ import optax
 
 from animaljax.augment import random_crop, random_gain, random_noise_mix, random_time_shift
 from animaljax.data.loader import make_loader
-from animaljax.losses_contrastive import nt_xent
+from animaljax.losses.contrastive import nt_xent
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import Classifier, ClassifierConfig
 from animaljax.training import loop

@@ -11,6 +11,8 @@ import numpy as np
 import pytest
 
 from animaljax.data.episodes import draw_episode, examples_by_class
+from animaljax.losses.prototypical import prototypical_loss
+from animaljax.metrics.fewshot import mean_and_ci95
 from animaljax.training import protonet
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -37,11 +39,11 @@ def test_prototypical_loss_matches_numpy(n_way, k_shot, n_query):
   query = rng.normal(size=(n_query, 8)).astype(np.float32)
   query_label = rng.integers(0, n_way, n_query).astype(np.int32)
   want_loss, want_acc = numpy_proto_loss(support, support_label, query, query_label, n_way)
-  for fn in (protonet.prototypical_loss, jax.jit(protonet.prototypical_loss, static_argnums=4)):
+  for fn in (prototypical_loss, jax.jit(prototypical_loss, static_argnums=4)):
     loss, acc = fn(support, support_label, query, query_label, n_way)
     np.testing.assert_allclose(float(loss), want_loss, rtol=1e-5)
     assert float(acc) == pytest.approx(want_acc)
-  grads = jax.grad(lambda s: protonet.prototypical_loss(s, support_label, query, query_label, n_way)[0])(
+  grads = jax.grad(lambda s: prototypical_loss(s, support_label, query, query_label, n_way)[0])(
     support
   )
   assert np.all(np.isfinite(grads)) and np.abs(grads).sum() > 0
@@ -64,14 +66,14 @@ def test_episode_accuracies_and_ci_match_numpy():
         correct += int(np.argmin(dists) == c)
     assert accs[i] == pytest.approx(correct / 9)
   assert 0.3 < accs.mean() < 1.0  # better than chance, not trivially perfect
-  mean, ci = protonet.mean_and_ci95(accs)
+  mean, ci = mean_and_ci95(accs)
   assert mean == pytest.approx(np.mean(accs))
   assert ci == pytest.approx(1.96 * np.std(accs) / np.sqrt(50))
   # Perfectly separated embeddings score 1 with a zero-width interval.
   perfect = protonet.episode_accuracies(
     labels[:, None] * 100.0, labels, classes=None, n_way=5, k_shot=1, q_queries=2, num_episodes=20, seed=0
   )
-  assert protonet.mean_and_ci95(perfect) == (1.0, 0.0)
+  assert mean_and_ci95(perfect) == (1.0, 0.0)
 
 
 def test_config_checks():

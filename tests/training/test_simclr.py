@@ -50,7 +50,7 @@ def test_nt_xent_matches_a_direct_numpy_computation_and_optax(batch, dim, tau):
   import jax.numpy as jnp
   import optax
 
-  from animaljax.losses_contrastive import nt_xent
+  from animaljax.losses.contrastive import nt_xent
 
   rng = np.random.default_rng(batch)
   z1, z2 = rng.normal(size=(2, batch, dim)).astype(np.float32) * 3.0
@@ -65,7 +65,7 @@ def test_nt_xent_limits_and_gradients():
   import jax
   import jax.numpy as jnp
 
-  from animaljax.losses_contrastive import nt_xent
+  from animaljax.losses.contrastive import nt_xent
 
   same = jnp.ones((4, 3))
   assert float(nt_xent(same, same, 0.1)) == pytest.approx(np.log(7), rel=1e-6)  # every row alike
@@ -84,7 +84,7 @@ import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 sys.path.insert(0, ".")
 from configs import simclr_folder
-from animaljax.losses_contrastive import nt_xent
+from animaljax.losses.contrastive import nt_xent
 from animaljax.training import simclr
 from animaljax.training.state import TrainState, make_optimizer
 from animaljax.training.supervised import model_config
@@ -131,7 +131,7 @@ _FAST_SCRIPT = r"""
 import json, sys
 import jax, jax.numpy as jnp, numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
-from animaljax.losses_contrastive import nt_xent
+from animaljax.losses.contrastive import nt_xent
 from animaljax.training import simclr
 
 assert jax.device_count() == 8, jax.devices()
