@@ -13,16 +13,17 @@ import argparse
 import json
 import sys
 
+from animaljax import cli
 from animaljax.models import pretrained, torch_weights
 
 
-def main(argv: list[str] | None = None) -> int:
-  parser = argparse.ArgumentParser(prog="python -m animaljax.convert", description=__doc__.split("\n")[0])
+def _parser() -> argparse.ArgumentParser:
+  parser = cli.ArgumentParser(prog="python -m animaljax.convert", description=__doc__.split("\n")[0])
   parser.add_argument("kind", choices=["panns", "ast"], help="checkpoint family")
   parser.add_argument(
     "--checkpoint", required=True, help=".pth file (read with torch.load(weights_only=True))"
   )
-  parser.add_argument("--out", required=True, help="output directory")
+  parser.add_argument("--out", required=True, help="output directory (a new or empty folder)")
   parser.add_argument(
     "--variant", choices=["cnn14", "cnn10", "cnn6"], help="PANNs: check the detected variant"
   )
@@ -30,14 +31,20 @@ def main(argv: list[str] | None = None) -> int:
     "--sample-rate", type=int, choices=[32000, 16000, 8000], help="PANNs: expected sample rate"
   )
   parser.add_argument(
-    "--input-frames", type=int, help="AST: lay pos_embed out for this many frames (1024 = as is)"
+    "--input-frames", type=cli.positive_int, help="AST: lay pos_embed out for this many frames (1024 = as is)"
   )
   parser.add_argument(
     "--keep-head", action=argparse.BooleanOptionalAction, default=True, help="keep the head"
   )
-  parser.add_argument("--force", action="store_true", help="overwrite an existing converted directory")
-  args = parser.parse_args(argv)
+  parser.add_argument(
+    "--force", action="store_true", help="replace --out if it is a converted model dir (never another folder)"
+  )
+  return parser
 
+
+def run(args: argparse.Namespace) -> int:
+  """Converts as the parsed arguments say; returns the exit status."""
+  pretrained.check_converted_out(args.out, force=args.force)  # before the (slow) conversion
   try:
     config, variables, detected = torch_weights.convert_checkpoint(
       args.checkpoint,
@@ -46,16 +53,19 @@ def main(argv: list[str] | None = None) -> int:
       sample_rate=args.sample_rate,
       input_frames=args.input_frames,
     )
-  except torch_weights.CheckpointError as e:
-    print(f"error: {e}", file=sys.stderr)
-    return 2
+  except ImportError as err:  # torch is an optional extra: a setup step the user can take
+    raise cli.UserError(str(err)) from err
   if args.variant and detected.get("variant") != args.variant:
-    print(f"error: asked for {args.variant}, the checkpoint is {detected.get('variant')}", file=sys.stderr)
-    return 2
+    raise cli.UserError(f"asked for {args.variant}, the checkpoint is {detected.get('variant')}")
   root = pretrained.save_converted(args.out, config, variables, detected=detected, force=args.force)
   print(f"detected: {json.dumps(detected)}")
   print(f"wrote {root}")
   return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  return cli.run(lambda: run(args), argv)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ Parquet (pyarrow) columns: file (string), kind (string), start_s (float64), end_
 (list<float32>, D values); the schema metadata holds the model's embed_dim, sample_rate and fingerprint.
 npz (for users without Parquet readers; `np.load(path)` with the default allow_pickle=False): arrays file,
 kind (unicode), start_s, end_s (float64) and embedding (N, D) float32.
-Unreadable files are named on stderr and skipped; exit status 1 when none could be read.
+Unreadable files are named on stderr and skipped; exit status 1 when none could be read. Options are checked
+before any work, and --out is written under a temporary name beside it and renamed onto it only once complete:
+a mistake or a failure leaves an existing file as it was.
 """
 
 from __future__ import annotations
@@ -24,7 +26,8 @@ import zipfile
 
 import numpy as np
 
-from animaljax.predict import add_common_arguments, load_model, run_cli, scan_inputs
+from animaljax import cli
+from animaljax.predict import add_common_arguments, load_model, replaced_on_success, run_cli, scan_inputs
 
 FORMATS = ("parquet", "npz")
 
@@ -84,7 +87,7 @@ def write_npz(path: str | pathlib.Path, cols: dict[str, list]) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m animaljax.embed", description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m animaljax.embed", description=__doc__.split("\n")[0])
   add_common_arguments(parser)
   parser.add_argument("--out", required=True, help="output file (.parquet or .npz)")
   parser.add_argument("--format", choices=FORMATS, help="default: from --out's extension, else parquet")
@@ -92,19 +95,20 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+  """Executes parsed arguments; returns the exit status (1: no file could be read, nothing written)."""
   fmt = args.format or ("npz" if str(args.out).lower().endswith(".npz") else "parquet")
-  predictor = load_model(args.model)
-  cols = rows(scan_inputs(args, predictor, progress_desc="embed"))
-  if not args.readable:
-    return 1
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
-  if fmt == "npz":
-    write_npz(out, cols)
-  else:
-    meta = {"embed_dim": str(predictor.embed_dim), "sample_rate": str(predictor.sample_rate),
-            "fingerprint": predictor.fingerprint, "model": str(predictor.path)}  # fmt: skip
-    write_parquet(out, cols, meta)
+  with replaced_on_success(args.out) as tmp:  # checks --out before the model is even loaded
+    predictor = load_model(args.model, args.hop)
+    cols = rows(scan_inputs(args, predictor, progress_desc="embed"))
+    if not args.readable:
+      tmp.unlink()  # nothing to write: an existing --out stays as it was
+      return 1
+    if fmt == "npz":
+      write_npz(tmp, cols)
+    else:
+      meta = {"embed_dim": str(predictor.embed_dim), "sample_rate": str(predictor.sample_rate),
+              "fingerprint": predictor.fingerprint, "model": str(predictor.path)}  # fmt: skip
+      write_parquet(tmp, cols, meta)
   return 0
 
 

@@ -15,13 +15,12 @@ import argparse
 import json
 import sys
 
-from animaljax.audio.io import AudioError
+from animaljax import cli
 from animaljax.fewshot import enrol
-from animaljax.fewshot.store import StoreError
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m animaljax.enroll", description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m animaljax.enroll", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
 
   def command(name: str, help: str) -> argparse.ArgumentParser:
@@ -34,16 +33,20 @@ def _parser() -> argparse.ArgumentParser:
   add.add_argument("--name", required=True, help='species name, e.g. "Red fox" (Unicode allowed)')
   add.add_argument("files", nargs="+", help="support clips (any format load_audio reads)")
   add.add_argument("--merge", action="store_true", help="add the clips to an already-enrolled species")
-  add.add_argument("--threshold", type=float, help="fixed distance threshold (default: leave-one-out)")
-  add.add_argument("--margin", type=float, default=enrol.MARGIN, help="leave-one-out threshold multiplier")
+  add.add_argument(
+    "--threshold", type=cli.positive_float, help="fixed distance threshold (default: leave-one-out)"
+  )
+  add.add_argument(
+    "--margin", type=cli.positive_float, default=enrol.MARGIN, help="leave-one-out threshold multiplier"
+  )
   command("list", "list the enrolled species")
   rm = command("remove", "remove an enrolled species")
   rm.add_argument("--name", required=True)
   cl = command("classify", "rank the model's classes and the enrolled species for clips")
   cl.add_argument("files", nargs="+")
-  cl.add_argument("--top-k", type=int, default=5)
+  cl.add_argument("--top-k", type=cli.nonnegative_int, default=5, help="entries per clip (0: all)")
   cl.add_argument(
-    "--model-threshold", type=float, default=0.5, help="model probability below which it is unsure"
+    "--model-threshold", type=cli.probability, default=0.5, help="model probability below which it is unsure"
   )
   return parser
 
@@ -63,7 +66,7 @@ def run(args: argparse.Namespace) -> object:
   if args.command == "remove":
     return {"removed": enrol.remove_species(predictor, args.name).name}
   results = [
-    predictor.classify(f, top_k=args.top_k, model_threshold=args.model_threshold) for f in args.files
+    predictor.classify(f, top_k=args.top_k or None, model_threshold=args.model_threshold) for f in args.files
   ]
   return {"results": [{"file": f, "ranking": r} for f, r in zip(args.files, results, strict=True)]}
 
@@ -93,16 +96,16 @@ def _print(out: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
   args = _parser().parse_args(argv)
-  try:
+
+  def go() -> int:
     out = run(args)
-  except (AudioError, StoreError, ValueError, FileNotFoundError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
-  if args.json:
-    print(json.dumps(out, indent=2, ensure_ascii=False))
-  else:
-    _print(out)
-  return 0
+    if args.json:
+      print(json.dumps(out, indent=2, ensure_ascii=False))
+    else:
+      _print(out)
+    return 0
+
+  return cli.run(go, argv)
 
 
 if __name__ == "__main__":

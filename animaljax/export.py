@@ -1,6 +1,6 @@
 """Export a trained or converted model as a self-contained inference bundle, and load one back.
 
-  python -m animaljax.export --workdir runs/x --out exported/x [--overwrite] [--tflite]
+  python -m animaljax.export --workdir runs/x --out exported/x [--overwrite [--drop-species]] [--tflite]
   python -m animaljax.export --model converted/cnn14 --out exported/cnn14
 
 A bundle is a folder:
@@ -16,7 +16,8 @@ A bundle is a folder:
                        weights) TFLite pipelines of one window, `(1, clip_samples) -> (1, C + D)` logits then
                        embedding (see `write_tflite`)
   metrics.json, confusion_matrix.png, per_class.png, confusion_matrix.csv   copied from a training workdir
-  species/             the species store (enrolled species of the source, else empty); it stays editable
+  species/             the species store: the enrolled species of the source and, when replacing a bundle, of
+                       the bundle replaced (see `carried_species`); it stays editable
                        (`python -m animaljax.enroll add --model BUNDLE ...`), so it is not in the checksums
 
 Nothing is pickled: safetensors, JSON, PNG, StableHLO bytes and the store's `allow_pickle=False` npz.
@@ -24,6 +25,9 @@ Nothing is pickled: safetensors, JSON, PNG, StableHLO bytes and the store's `all
 tracing: faster start-up) and falls back to the Flax model when the bundle has none, when the running platform
 is not one it was lowered for, or when asked (`use_exported=False`). The bundle is built in a hidden sibling
 folder and renamed into place, so a killed export leaves nothing that looks complete.
+
+Nothing of the user's is replaced: `--out` may be a new or empty folder, or (with `--overwrite`) a bundle
+holding only what an export and the species store wrote; any other folder is refused, named.
 """
 
 from __future__ import annotations
@@ -46,6 +50,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from animaljax import cli
 from animaljax.models.classifier import Classifier, make_model
 from animaljax.models.pretrained import config_from_dict, config_to_dict
 from animaljax.predictor import ExportedForward, Predictor
@@ -68,8 +73,11 @@ _METRIC_KEYS = ("step", "accuracy", "macro_f1", "weighted_f1", "mAP", "loss", "n
 _PLATFORMS = ("cpu", "cuda", "tpu")
 
 
-class ExportError(Exception):
-  """A bundle that cannot be written or used; `str(err)` is `"<path>: <reason>"`."""
+class ExportError(ValueError):
+  """A bundle that cannot be written or used; `str(err)` is `"<path>: <reason>"`.
+
+  A ValueError so that the commands' one user-error mapping (`animaljax.cli.run`) answers it in one line.
+  """
 
   def __init__(self, path: str | os.PathLike, reason: str):
     self.path = os.fspath(path)
@@ -172,7 +180,11 @@ def serialize_forward(predictor: Predictor) -> tuple[bytes, dict]:
         errors.append(f"{dims} on {platforms}: {type(err).__name__}: {str(err).splitlines()[0]}")
         continue
       return blob, {"file": INFER, "batch": "symbolic", "platforms": list(exp.platforms), **entry}
-  raise RuntimeError("jax.export failed for every form tried: " + "; ".join(errors))
+  raise ExportError(
+    INFER,
+    "jax.export failed for every form tried (" + "; ".join(errors) + "): pass --no-jax-export to export the "
+    "bundle without it (the Flax model then runs instead)",
+  )
 
 
 def exported_forward(blob: bytes, entry: dict) -> ExportedForward:
@@ -338,7 +350,9 @@ def _source(path: pathlib.Path | None) -> dict:
   return {"kind": "model_dir", "path": str(path)}
 
 
-def _write_bundle(predictor: Predictor, tmp: pathlib.Path, *, jax_export: bool, tflite: bool) -> dict:
+def _write_bundle(
+  predictor: Predictor, tmp: pathlib.Path, species: dict, carried: dict, *, jax_export: bool, tflite: bool
+) -> dict:
   from safetensors.numpy import save_file
 
   from animaljax.fewshot.store import SpeciesStore
@@ -369,9 +383,7 @@ def _write_bundle(predictor: Predictor, tmp: pathlib.Path, *, jax_export: bool, 
     full = json.loads((tmp / "metrics.json").read_text())
     metrics = {k: full[k] for k in _METRIC_KEYS if k in full}
 
-  # The species store: the source's enrolled species (if any) re-written through the store's own API.
-  source_store = predictor.species_store()
-  species = source_store.load() if source_store is not None else {}
+  # The species store: the carried species (`carried_species`) re-written through the store's own API.
   store = SpeciesStore(tmp, embed_dim=predictor.embed_dim, fingerprint=predictor.fingerprint)
   with store.edit() as current:
     current.update(species)
@@ -396,11 +408,151 @@ def _write_bundle(predictor: Predictor, tmp: pathlib.Path, *, jax_export: bool, 
     "metrics": metrics,
     "inference": inference,
     "tflite": tflite_entry,
-    "species": {"dir": SPECIES, "enrolled": sorted(species)},
+    "species": {"dir": SPECIES, "enrolled": sorted(species), **carried},
     "files": files,
   }
   (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
   return manifest
+
+
+def bundle_manifest(directory: str | os.PathLike) -> dict | None:
+  """The manifest of a folder holding this project's bundle (a `manifest.json` of format FORMAT, as
+  `export_bundle` writes it), else None. Files are not checked: a damaged bundle is still a bundle."""
+  path = pathlib.Path(directory) / MANIFEST
+  try:
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+  except (OSError, ValueError):
+    return None
+  if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+    return None
+  if not isinstance(manifest.get("files"), dict):
+    return None
+  return manifest
+
+
+def _foreign_entries(root: pathlib.Path, manifest: dict) -> list[str]:
+  """Paths under a bundle folder that no export wrote: neither manifest.json, a file it lists, nor part of
+  the species store. Links are listed too (never followed)."""
+  ours = {MANIFEST, *manifest["files"]}
+  foreign = []
+  for dirpath, dirnames, filenames in os.walk(root):
+    base = pathlib.Path(dirpath)
+    links = [d for d in dirnames if (base / d).is_symlink()]  # os.walk does not descend into them
+    for name in sorted(filenames + links):
+      rel = (base / name).relative_to(root).as_posix()
+      if rel not in ours and rel.split("/")[0] != SPECIES:
+        foreign.append(rel)
+  return foreign
+
+
+def check_out(out: str | os.PathLike, *, overwrite: bool) -> dict | None:
+  """Refuses an `--out` that `export_bundle` may not write, before any work.
+
+  Allowed: a path that does not exist, an empty folder, and (with `overwrite`) a bundle folder that holds
+  nothing but what an export and its species store wrote. Anything else (a file, a folder of the user's) is
+  refused, named, and without suggesting --overwrite: replacing it would destroy data export did not create.
+  Returns:
+    The manifest of the bundle being replaced, else None.
+  Raises:
+    ExportError: `out` may not be written.
+  """
+  out = pathlib.Path(out).absolute()
+  if not out.exists() and not out.is_symlink():
+    return None
+  if not out.is_dir():
+    raise ExportError(out, "exists and is not a folder; export writes a bundle folder: choose another --out")
+  manifest = bundle_manifest(out)
+  if manifest is None:
+    if not any(out.iterdir()):
+      return None  # an empty folder: nothing to lose
+    raise ExportError(
+      out,
+      "exists and is not an animaljax bundle (no bundle manifest.json): export never replaces other folders; "
+      "choose a new or empty folder for --out",
+    )
+  if not overwrite:
+    raise ExportError(out, "already exists: it holds a bundle (pass --overwrite to replace it)")
+  foreign = _foreign_entries(out, manifest)
+  if foreign:
+    shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+    raise ExportError(
+      out,
+      f"holds {len(foreign)} file(s) no export wrote ({shown}): move them out of the bundle folder, or choose "
+      "another --out",
+    )
+  return manifest
+
+
+def carried_species(
+  predictor: Predictor, folders: Sequence[pathlib.Path], *, drop_species: bool = False
+) -> tuple[dict, dict]:
+  """The enrolled species a new bundle of `predictor` starts with: those of the species stores in `folders`
+  (the source model's, then the bundle being replaced), never dropped silently.
+
+  A store written for this very embedding (same embed_dim and fingerprint) is copied as is; any other one is
+  re-embedded from its stored source clips by `predictor` (`fewshot.enrol.reembed`: names and user thresholds
+  kept, leave-one-out ones recalibrated). A species enrolled in two of the folders with the same clips is
+  kept once (the first folder's).
+  Args:
+    drop_species: leave out the species that cannot be carried (clips missing or unreadable, a damaged
+      store, a name now among the model's classes, one name with other clips in two folders) instead of
+      refusing.
+  Returns:
+    (species by name, manifest entry `{"reembedded": [names], "dropped": [{"name", "store", "reason"}]}`).
+  Raises:
+    ExportError naming every species that cannot be carried and what is wrong, unless `drop_species`.
+  """
+  from animaljax.fewshot.enrol import reembed
+  from animaljax.fewshot.store import SpeciesStore, StoreError, same_name
+
+  species: dict = {}
+  reembedded, dropped = [], []
+
+  def drop(name: str | None, store: SpeciesStore, reason: str) -> None:
+    dropped.append({"name": name, "store": str(store.directory), "reason": reason})
+
+  for folder in folders:
+    store = SpeciesStore(folder, embed_dim=1)  # the real size is what the store records
+    try:
+      recorded = store.recorded()
+      if recorded is None:
+        continue
+      dim, fingerprint = recorded
+      store = SpeciesStore(folder, embed_dim=dim, fingerprint=fingerprint)
+      found = store.load()
+    except StoreError as err:
+      drop(None, store, str(err))  # a damaged store: none of its species can be read
+      continue
+    same = dim == predictor.embed_dim and bool(fingerprint) and fingerprint == predictor.fingerprint
+    for name, s in found.items():
+      known = next((n for n in species if same_name(n, name)), None)
+      if known is not None:
+        if species[known].files != s.files:
+          drop(name, store, f"also enrolled as {known!r} with other clips in {folders[0]}")
+        continue
+      if any(same_name(name, label) for label in predictor.labels):
+        drop(name, store, "is now one of the model's own classes")
+        continue
+      if not same:
+        try:
+          s = reembed(predictor, s)
+        except StoreError as err:
+          drop(name, store, str(err))
+          continue
+        reembedded.append(name)
+      species[name] = s
+  if dropped and not drop_species:
+    what = "; ".join(
+      f"{d['store']}: {d['reason']}" if d["name"] is None else f"{d['name']!r} ({d['store']}): {d['reason']}"
+      for d in dropped
+    )
+    raise ExportError(
+      dropped[0]["store"],
+      f"cannot carry {len(dropped)} enrolled species over to the new bundle: {what}. Restore what is missing "
+      "and export again, or pass --drop-species to export without them (re-enrol them afterwards with "
+      "python -m animaljax.enroll add)",
+    )
+  return species, {"reembedded": reembedded, "dropped": dropped}
 
 
 def export_bundle(
@@ -410,27 +562,38 @@ def export_bundle(
   overwrite: bool = False,
   jax_export: bool = True,
   tflite: bool = False,
+  drop_species: bool = False,
 ) -> pathlib.Path:
   """Writes the bundle of `model` (a Predictor, training workdir, model dir or bundle) to `out`.
 
+  Enrolled species are carried over (`carried_species`): those of the source, and those of the bundle being
+  replaced, re-embedded from their clips where the new model's embedding differs.
   Args:
-    overwrite: replace an existing `out` (only once the new bundle is complete).
+    overwrite: replace `out` if it is a bundle (only once the new bundle is complete; see `check_out`).
     jax_export: store `infer.jax_exported`; tflite: also store `model.tflite`.
+    drop_species: leave out the enrolled species that cannot be carried over instead of refusing (listed
+      in the manifest's `species.dropped`).
   Returns:
     The bundle's absolute path.
   Raises:
-    ExportError: `out` exists without `overwrite`, or is the source folder itself.
+    ExportError: `out` may not be written (`check_out`), is the source folder itself, or enrolled species
+      cannot be carried over.
   """
   out = pathlib.Path(out).absolute()
-  predictor = model if isinstance(model, Predictor) else Predictor.load(model)
-  if predictor.path is not None and (out == predictor.path or out in predictor.path.parents):
+  source = model.path if isinstance(model, Predictor) else pathlib.Path(model).absolute()
+  if source is not None and any(
+    o == s or o in s.parents for o in (out, out.resolve()) for s in (source, source.resolve())
+  ):
     raise ExportError(out, "the bundle cannot be written over (or around) the model it is exported from")
-  if out.exists() and not overwrite:
-    raise ExportError(out, "already exists (pass --overwrite to replace it)")
+  replacing = check_out(out, overwrite=overwrite) is not None
+  predictor = model if isinstance(model, Predictor) else Predictor.load(model)
+  folders = ([predictor.path] if predictor.path is not None else []) + ([out] if replacing else [])
+  species, carried = carried_species(predictor, folders, drop_species=drop_species)
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
   try:
-    _write_bundle(predictor, tmp, jax_export=jax_export, tflite=tflite)
+    _write_bundle(predictor, tmp, species, carried, jax_export=jax_export, tflite=tflite)
+    check_out(out, overwrite=overwrite)  # again: the folder may have changed during a long export
     if out.exists():
       old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
       out.rename(old)
@@ -546,12 +709,19 @@ def load(directory: str | os.PathLike, *, use_exported: bool = True, verify: boo
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m animaljax.export", description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m animaljax.export", description=__doc__.split("\n")[0])
   src = parser.add_mutually_exclusive_group(required=True)
   src.add_argument("--workdir", help="training workdir (config.json + checkpoints; the best one is exported)")
   src.add_argument("--model", help="converted model dir (model.json + variables/) or another bundle")
-  parser.add_argument("--out", required=True, help="bundle directory to create")
-  parser.add_argument("--overwrite", action="store_true", help="replace an existing --out")
+  parser.add_argument("--out", required=True, help="bundle directory to create (a new or empty folder)")
+  parser.add_argument(
+    "--overwrite", action="store_true", help="replace --out if it is a bundle (never any other folder)"
+  )
+  parser.add_argument(
+    "--drop-species",
+    action="store_true",
+    help="export without the enrolled species that cannot be carried over (their clips are missing)",
+  )
   parser.add_argument("--no-jax-export", action="store_true", help="skip infer.jax_exported")
   parser.add_argument(
     "--tflite", action="store_true", help="also write TFLite models (float32, float16, int8)"
@@ -559,20 +729,15 @@ def _parser() -> argparse.ArgumentParser:
   return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-  from animaljax.fewshot.store import StoreError
-
-  args = _parser().parse_args(argv)
+def run(args: argparse.Namespace) -> int:
+  """Exports as the parsed arguments say and prints what was written; returns the exit status."""
   source = args.workdir or args.model
-  try:
-    if args.workdir and not (pathlib.Path(args.workdir) / "config.json").is_file():
-      raise ExportError(args.workdir, "not a training workdir (no config.json)")
-    out = export_bundle(
-      source, args.out, overwrite=args.overwrite, jax_export=not args.no_jax_export, tflite=args.tflite
-    )
-  except (ExportError, StoreError, FileNotFoundError, ValueError, RuntimeError, OSError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+  if args.workdir and not (pathlib.Path(args.workdir) / "config.json").is_file():
+    raise ExportError(args.workdir, "not a training workdir (no config.json)")
+  out = export_bundle(
+    source, args.out, overwrite=args.overwrite, jax_export=not args.no_jax_export, tflite=args.tflite,
+    drop_species=args.drop_species,
+  )  # fmt: skip
   manifest = read_manifest(out, verify=False)
   total = sum(f["size"] for f in manifest["files"].values())
   inference = manifest["inference"]
@@ -580,7 +745,20 @@ def main(argv: list[str] | None = None) -> int:
   print(
     f"exported {source} -> {out} ({len(manifest['files'])} files, {total / 1e6:.1f} MB; jax.export: {how})"
   )
+  species = manifest["species"]
+  if species["enrolled"]:
+    reembedded = species.get("reembedded", [])
+    again = f", {len(reembedded)} re-embedded from their clips" if reembedded else ""
+    print(f"carried {len(species['enrolled'])} enrolled species{again}: {', '.join(species['enrolled'])}")
+  for d in species.get("dropped", []):
+    what = "every species of the store" if d["name"] is None else f"enrolled species {d['name']!r}"
+    print(f"dropped {what} ({d['store']}): {d['reason']}")
   return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+  args = _parser().parse_args(argv)
+  return cli.run(lambda: run(args), argv)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,10 @@ Output (stdout, or --output):
          says which file)
 
 A file that cannot be read is named on stderr with the reason and skipped; the exit status is 1 only when no
-file could be read at all (2 for a bad model or arguments).
+file could be read at all (2 for a bad model or arguments). Every option is checked before any work, and
+--output is written under a temporary name beside it and renamed onto it only once complete: a mistake, a
+failure or a run that reads no file leaves an existing results file as it was. A damaged species store is
+named in one warning line and the model's own classes are ranked without it.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ import json
 import os
 import pathlib
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 
+from animaljax import cli
 from animaljax.audio.io import AUDIO_EXTENSIONS, AudioError
 
 FORMATS = ("csv", "json", "raven")
@@ -156,38 +161,66 @@ def _raven_text(s: str) -> str:
 # CLI
 # ----------------------------------------------------------------------------------------------------------------
 def add_common_arguments(parser: argparse.ArgumentParser) -> None:
-  """Arguments shared with `animaljax.embed`."""
+  """Arguments shared with `animaljax.embed` (numbers checked by argparse, before any work)."""
   parser.add_argument(
     "--model", required=True, help="exported bundle, converted model dir or training workdir"
   )
   parser.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
-  parser.add_argument("--hop", type=float, help="seconds between window starts (default: the window length)")
-  parser.add_argument("--batch-size", type=int, default=16, help="windows per forward pass")
   parser.add_argument(
-    "--max-seconds", type=float, default=7200.0, help="longest file read (decoded whole into host RAM)"
+    "--hop", type=cli.positive_float, help="seconds between window starts (default: the window length)"
   )
+  parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="windows per forward pass")
+  parser.add_argument(
+    "--max-seconds", type=cli.positive_float, default=7200.0,
+    help="longest file read (decoded whole into host RAM)",
+  )  # fmt: skip
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _parser() -> argparse.ArgumentParser:
-  parser = argparse.ArgumentParser(prog="python -m animaljax.predict", description=__doc__.split("\n")[0])
+  parser = cli.ArgumentParser(prog="python -m animaljax.predict", description=__doc__.split("\n")[0])
   add_common_arguments(parser)
   parser.add_argument("--format", choices=FORMATS, default="csv")
-  parser.add_argument("--output", help="write here instead of stdout")
+  parser.add_argument("--output", help="write here instead of stdout (replaced only once complete)")
   parser.add_argument("--pool", choices=POOLS, default="mean", help="file summary: mean or max over windows")
-  parser.add_argument("--top-k", type=int, default=5, help="labels per window and per file (0: all)")
-  parser.add_argument("--min-score", type=float, default=0.0, help="drop labels scoring below this")
   parser.add_argument(
-    "--model-threshold", type=float, default=0.5, help="top probability below which the model says unknown"
+    "--top-k", type=cli.nonnegative_int, default=5, help="labels per window and per file (0: all)"
   )
+  parser.add_argument("--min-score", type=cli.probability, default=0.0, help="drop labels scoring below this")
+  parser.add_argument(
+    "--model-threshold", type=cli.probability, default=0.5,
+    help="top probability below which the model says unknown",
+  )  # fmt: skip
   return parser
 
 
-def load_model(path: str):
-  """The Predictor for `--model` (bundle, model dir or workdir)."""
+def load_model(path: str, hop_seconds: float | None = None):
+  """The Predictor for `--model` (bundle, model dir or workdir), after checking that `hop_seconds` is at
+  least one sample at its rate (ValueError otherwise), so a bad --hop stops the run before any file is read."""
   from animaljax.predictor import Predictor
 
-  return Predictor.load(path)
+  predictor = Predictor.load(path)
+  predictor.hop_samples(hop_seconds)
+  return predictor
+
+
+def enrolled_species(predictor) -> dict:
+  """The predictor's enrolled species; a damaged species store is named in one warning line on stderr and
+  ignored, so the model's own classes are still ranked."""
+  from animaljax.fewshot.store import StoreError
+
+  store = predictor.species_store()
+  if store is None:
+    return {}
+  try:
+    return store.load()
+  except StoreError as err:
+    print(
+      f"warning: the species store {store.directory} is damaged: {cli.one_line(err)}; "
+      "ignoring enrolled species",
+      file=sys.stderr,
+    )
+    return {}
 
 
 def scan_inputs(args, predictor, *, progress_desc: str) -> Iterator:
@@ -214,50 +247,74 @@ def scan_inputs(args, predictor, *, progress_desc: str) -> Iterator:
 
 
 @contextlib.contextmanager
-def open_output(path: str | None, binary: bool = False):
-  """The --output file (created with its folder) or stdout."""
-  if path is None:
-    yield sys.stdout.buffer if binary else sys.stdout
-    return
-  pathlib.Path(path).parent.mkdir(parents=True, exist_ok=True)
-  with open(path, "wb" if binary else "w", **({} if binary else {"encoding": "utf-8", "newline": ""})) as f:
-    yield f
+def replaced_on_success(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """A temporary file beside `path` to write the output to; renamed onto `path` when the block ends.
+
+  Nothing is lost: if the block raises, or unlinks the temporary file to say there is nothing to write,
+  `path` is left as it was (an existing file byte for byte) and the folders made for it are removed again.
+  Checked on entry, before any work: `path` must not be a folder, and its folder must be writable.
+  Yields:
+    The temporary file's path (created empty; mode as `open` would give `path`).
+  """
+  target = pathlib.Path(path).absolute()
+  if target.is_dir():
+    raise ValueError(f"{target} is a folder: give the output a file name")
+  made = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = None
+  try:
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = pathlib.Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # mkstemp's 0600 would make the results private to the user
+    yield tmp
+    if tmp.exists():
+      os.replace(tmp, target)
+  finally:
+    if tmp is not None and tmp.exists():
+      tmp.unlink()
+    for folder in made:  # innermost first; only folders still empty (made for this output and unused)
+      with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def run(args: argparse.Namespace) -> int:
   """Executes parsed arguments; returns the exit status."""
-  if args.top_k < 0:
-    raise ValueError(f"--top-k must be >= 0, got {args.top_k}")
-  predictor = load_model(args.model)
-  store = predictor.species_store()
-  species = store.load() if store is not None else {}
-  with open_output(args.output) as out:
-    writer = Writer(args.format, out, sample_rate=predictor.sample_rate)
-    for scan in scan_inputs(args, predictor, progress_desc="predict"):
-      writer.write(
-        summarize(
-          scan, predictor.labels, species, pool=args.pool, top_k=args.top_k, min_score=args.min_score,
-          model_threshold=args.model_threshold,
-        )
-      )  # fmt: skip
-    writer.close()
+  if args.output is None:
+    return _predict(args, sys.stdout)
+  with replaced_on_success(args.output) as tmp:
+    with open(tmp, "w", encoding="utf-8", newline="") as out:
+      status = _predict(args, out)
+    if status:
+      tmp.unlink()  # no file could be read: keep the previous results
+  return status
+
+
+def _predict(args: argparse.Namespace, out) -> int:
+  predictor = load_model(args.model, args.hop)
+  species = enrolled_species(predictor)
+  writer = Writer(args.format, out, sample_rate=predictor.sample_rate)
+  for scan in scan_inputs(args, predictor, progress_desc="predict"):
+    writer.write(
+      summarize(
+        scan, predictor.labels, species, pool=args.pool, top_k=args.top_k, min_score=args.min_score,
+        model_threshold=args.model_threshold,
+      )
+    )  # fmt: skip
+  writer.close()
   return 0 if args.readable else 1
 
 
 def run_cli(parser: argparse.ArgumentParser, run_fn, argv: list[str] | None) -> int:
-  """`run_fn(parser.parse_args(argv))`; a bad model, store or input prints `error: ...` and returns 2.
+  """`run_fn(parser.parse_args(argv))` under the commands' one user-error mapping (`cli.run`): a bad option,
+  model, store or input prints one `error: ...` line and gives exit status 2.
 
-  Shared by `predict` and `embed`: their exit codes are 0 (all inputs read), 1 (some unreadable), 2 (failed).
+  Shared by `predict` and `embed`: their exit codes are 0 (all inputs read), 1 (none readable), 2 (failed).
   """
-  from animaljax.export import ExportError
-  from animaljax.fewshot.store import StoreError
-
   args = parser.parse_args(argv)
-  try:
-    return run_fn(args)
-  except (ExportError, StoreError, AudioError, FileNotFoundError, ValueError, OSError) as err:
-    print(f"error: {err}", file=sys.stderr)
-    return 2
+  return cli.run(lambda: run_fn(args), argv)
 
 
 def main(argv: list[str] | None = None) -> int:

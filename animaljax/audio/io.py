@@ -36,8 +36,11 @@ _CHUNK_MISMATCH = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)"
 _STREAMING_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFF - 1)
 
 
-class AudioError(Exception):
-  """A file that cannot be used as audio; `str(err)` is `"<path>: <reason>"`."""
+class AudioError(ValueError):
+  """A file that cannot be used as audio; `str(err)` is `"<path>: <reason>"`.
+
+  A ValueError so that the commands' one user-error mapping (`animaljax.cli.run`) answers it in one line.
+  """
 
   def __init__(self, path: str | os.PathLike, reason: str):
     self.path = os.fspath(path)

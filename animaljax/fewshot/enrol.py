@@ -28,6 +28,7 @@ and the model's top probability is below `model_threshold`. Scores are comparabl
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -169,17 +170,9 @@ def enroll(
   files = [os.fspath(f) for f in files]
   if not files:
     raise ValueError(f"enrolling {name!r} needs at least one audio clip")
-  waves = []
-  for f in files:
-    try:
-      wave = predictor.load_file(f)
-    except AudioError:
-      raise
-    except Exception as err:  # anything else the decoder throws still has to say which file
-      raise AudioError(f, f"cannot read: {err}") from err
-    if not np.any(wave):
-      raise AudioError(f, "silent (all samples are zero): nothing to enrol")
-    waves.append(wave)
+  waves, errors = read_clips(predictor, files)
+  if errors:
+    raise errors[0]
   _, embeddings = predictor.analyse(waves)
   if not np.isfinite(embeddings).all():
     raise ValueError(f"the model gave non-finite embeddings for {name!r}'s clips")
@@ -193,6 +186,65 @@ def enroll(
     threshold=thr, threshold_source=source, created=stamp,
   )  # fmt: skip
   return _store(predictor).add(species, merge=merge, recalibrate=lambda s: calibrate(s.embeddings, margin))
+
+
+def read_clips(predictor: Predictor, files: Sequence[str]) -> tuple[list[np.ndarray], list[AudioError]]:
+  """Every file read at the model's rate, (time,) float32 each, and an AudioError (path, reason) for each
+  file that cannot be enrolled: missing, unreadable or silent (all samples zero). Reads them all, so a
+  caller can name every bad clip at once."""
+  waves, errors = [], []
+  for f in files:
+    try:
+      wave = predictor.load_file(f)
+    except AudioError as err:
+      errors.append(err)
+      continue
+    except Exception as err:  # anything else the decoder throws still has to say which file
+      errors.append(AudioError(f, f"cannot read: {err}"))
+      continue
+    if not np.any(wave):
+      errors.append(AudioError(f, "silent (all samples are zero): nothing to enrol"))
+      continue
+    waves.append(wave)
+  return waves, errors
+
+
+def _loo_margin(species: Species) -> float:
+  """The margin a leave-one-out threshold was calibrated with (the store keeps only the threshold): the
+  threshold over the largest LOO distance, unless the threshold sits on the floor (then MARGIN)."""
+  if species.threshold_source == "loo" and species.num_clips >= 2:
+    top = float(loo_distances(species.embeddings).max())
+    if top > 0 and species.threshold > MIN_THRESHOLD * (1 + 1e-6):
+      return species.threshold / top
+  return MARGIN
+
+
+def reembed(predictor: Predictor, species: Species) -> Species:
+  """`species` as `predictor` sees it: its stored source clips (`species.files`) read again and embedded by
+  this model, for carrying enrolled species over to a model with another embedding.
+
+  Keeps the name, key, clips and timestamps of enrolment. A user threshold is kept as is; a leave-one-out one
+  is recalibrated on the new embeddings with the margin it was calibrated with (`_loo_margin`); a one-clip
+  species keeps the default.
+  Raises:
+    StoreError naming the species and every clip that cannot be read (missing, unreadable, silent).
+  """
+  waves, errors = read_clips(predictor, species.files)
+  if errors:
+    raise StoreError(
+      f"{species.name!r}: {len(errors)} of its {species.num_clips} clips cannot be read: "
+      + "; ".join(str(e) for e in errors)
+    )
+  _, embeddings = predictor.analyse(waves)
+  if not np.isfinite(embeddings).all():
+    raise StoreError(f"{species.name!r}: the model gave non-finite embeddings for its clips")
+  if species.threshold_source == "user":
+    threshold, source = species.threshold, "user"
+  else:
+    threshold, source = calibrate(embeddings, _loo_margin(species))
+  return dataclasses.replace(
+    species, embeddings=embeddings, threshold=threshold, threshold_source=source, updated=now()
+  )
 
 
 def list_species(predictor: Predictor) -> list[dict]:

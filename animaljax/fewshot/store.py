@@ -41,8 +41,11 @@ _MAX_NAME = 200
 THRESHOLD_SOURCES = ("loo", "default", "user")
 
 
-class StoreError(Exception):
-  """A store that cannot be used as asked: unknown or duplicate name, wrong embedding size, damaged files."""
+class StoreError(ValueError):
+  """A store that cannot be used as asked: unknown or duplicate name, wrong embedding size, damaged files.
+
+  A ValueError so that the commands' one user-error mapping (`animaljax.cli.run`) answers it in one line.
+  """
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -177,6 +180,48 @@ def _write_atomic(path: pathlib.Path, write) -> None:
   _fsync_dir(path.parent)
 
 
+_SPECIES_FIELDS = {
+  "name": str, "key": str, "created": str, "updated": str, "threshold": (int, float), "threshold_source": str,
+  "clips": list,
+}  # fmt: skip
+
+
+def check_meta(meta) -> None:
+  """Raises ValueError saying what is wrong when `meta` (a parsed species.json) lacks a field or has one of
+  the wrong type: valid JSON with the wrong fields is as damaged as unparseable JSON, and must say so rather
+  than end in a KeyError deep in a read."""
+  if not isinstance(meta, dict):
+    raise ValueError(f"expected a JSON object, found {type(meta).__name__}")
+  for field, kind in (("format", int), ("embed_dim", int), ("species", list)):
+    if field not in meta:
+      raise ValueError(f"no {field!r} field")
+    if not isinstance(meta[field], kind) or isinstance(meta[field], bool):
+      raise ValueError(f"{field!r} is {meta[field]!r}, not a {kind.__name__}")
+  if meta["embed_dim"] < 1:
+    raise ValueError(f"'embed_dim' is {meta['embed_dim']}")
+  if not isinstance(meta.get("fingerprint", ""), str):
+    raise ValueError(f"'fingerprint' is {meta['fingerprint']!r}, not a string")
+  if meta["species"] and not isinstance(meta.get("embeddings"), str):
+    raise ValueError(f"'embeddings' (the npz file name) is {meta.get('embeddings')!r}")
+  for i, s in enumerate(meta["species"]):
+    if not isinstance(s, dict):
+      raise ValueError(f"species entry {i} is {type(s).__name__}, not an object")
+    for field, kind in _SPECIES_FIELDS.items():
+      if field not in s:
+        raise ValueError(f"species entry {i} ({s.get('name', '?')!r}) has no {field!r} field")
+      if not isinstance(s[field], kind) or isinstance(s[field], bool):
+        raise ValueError(f"species entry {i} ({s.get('name', '?')!r}) has {field!r} = {s[field]!r}")
+    if not 0 < s["threshold"] < float("inf"):  # `rank` divides by it
+      raise ValueError(f"species entry {i} ({s['name']!r}) has threshold {s['threshold']!r}")
+    if s["threshold_source"] not in THRESHOLD_SOURCES:
+      raise ValueError(f"species entry {i} ({s['name']!r}) has threshold_source {s['threshold_source']!r}")
+    if not s["clips"] or not all(
+      isinstance(c, dict) and isinstance(c.get("file"), str) and isinstance(c.get("added"), str)
+      for c in s["clips"]
+    ):
+      raise ValueError(f"species entry {i} ({s['name']!r}) has clips without 'file' and 'added' strings")
+
+
 class SpeciesStore:
   """The species enrolled for one model, in `<model dir>/species/`.
 
@@ -216,16 +261,39 @@ class SpeciesStore:
       os.close(fd)  # closing releases the lock
 
   # ------------------------------------------------------------------------------------------------ reading
-  def _read(self) -> dict[str, Species]:
+  def _meta(self) -> dict | None:
+    """species.json, checked field by field (`check_meta`); None when nothing was ever enrolled."""
     path = self.directory / _JSON
     if not path.is_file():
-      return {}
+      return None
     try:
       meta = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
       raise StoreError(f"{path} is damaged ({err}); restore it from a backup or remove the folder") from err
-    if meta.get("format") != FORMAT:
+    except OSError as err:
+      raise StoreError(f"{path} cannot be read ({err.strerror or err})") from err
+    if isinstance(meta, dict) and "format" in meta and meta["format"] != FORMAT:
       raise StoreError(f"{path} has format {meta.get('format')!r}; this version reads format {FORMAT}")
+    try:
+      check_meta(meta)
+    except ValueError as err:
+      raise StoreError(f"{path} is damaged ({err}); restore it from a backup or remove the folder") from err
+    return meta
+
+  def recorded(self) -> tuple[int, str] | None:
+    """`(embed_dim, fingerprint)` of the model the store was written for (None: no store yet).
+
+    Lets a caller read a store written for another model (`SpeciesStore(dir, embed_dim=recorded[0], ...)`),
+    e.g. to carry its species over to a new model. StoreError if species.json is damaged.
+    """
+    with self._locked(exclusive=False):
+      meta = self._meta()
+    return None if meta is None else (int(meta["embed_dim"]), str(meta.get("fingerprint") or ""))
+
+  def _read(self) -> dict[str, Species]:
+    meta = self._meta()
+    if meta is None:
+      return {}
     if int(meta["embed_dim"]) != self.embed_dim:
       raise StoreError(
         f"the species store {self.directory} holds {meta['embed_dim']}-dim embeddings but this model gives "

@@ -13,6 +13,8 @@ import dataclasses
 import json
 import os
 import pathlib
+import shutil
+import uuid
 from collections.abc import Callable
 
 import jax
@@ -57,6 +59,49 @@ def config_from_dict(d: dict) -> ClassifierConfig:
 # ----------------------------------------------------------------------------------------------------------------
 # Converted directories
 # ----------------------------------------------------------------------------------------------------------------
+def is_converted_dir(directory: str | os.PathLike) -> bool:
+  """Whether `directory` holds a converted model as `save_converted` writes it: a `model.json` describing a
+  model and a `variables/` orbax checkpoint. A folder of the user's that happens to hold files of those
+  names is not one (so `force` never replaces it)."""
+  root = pathlib.Path(directory)
+  variables = root / _VARIABLES
+  if variables.is_symlink() or not (variables / "_CHECKPOINT_METADATA").is_file():
+    return False
+  try:
+    config_from_dict(json.loads((root / _CONFIG).read_text(encoding="utf-8")))
+  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    return False
+  return True
+
+
+def check_converted_out(directory: str | os.PathLike, *, force: bool = False) -> pathlib.Path:
+  """Refuses a `save_converted` destination that would lose data, before any work; returns it absolute.
+
+  Allowed: a path that does not exist, an empty folder, and (with `force`) a converted model dir, of which
+  only `model.json` and `variables/` are replaced (anything beside them, e.g. enrolled species, stays).
+  Refused, whatever `force` says: a file, and any other non-empty folder (a bundle, a workdir, recordings).
+  Raises:
+    FileExistsError naming the folder.
+  """
+  root = pathlib.Path(directory).absolute()
+  if not root.exists() and not root.is_symlink():
+    return root
+  if not root.is_dir():
+    raise FileExistsError(f"{root} exists and is not a folder: choose another output directory")
+  if is_converted_dir(root):
+    if not force:
+      raise FileExistsError(
+        f"{root} already holds a converted model (pass force=True, CLI --force, to replace it)"
+      )
+    return root
+  if any(root.iterdir()):
+    raise FileExistsError(
+      f"{root} exists and is not a converted model dir (no {_CONFIG} + {_VARIABLES}/): converting never "
+      "replaces other folders; choose a new or empty output directory"
+    )
+  return root
+
+
 def save_converted(
   directory: str | os.PathLike,
   config: ClassifierConfig,
@@ -69,13 +114,13 @@ def save_converted(
   """Writes `model.json` + `variables/` (orbax) under `directory`; returns its absolute path.
 
   `labels` default to `class_0 ..` (AudioSet's names are not shipped); `detected` is stored as "source".
+  The destination is checked by `check_converted_out` (`force` replaces a converted model dir, never another
+  folder). Both are written in a hidden sibling folder first and moved into place once complete, so a failed
+  or killed conversion leaves any previous model as it was.
   """
   import orbax.checkpoint as ocp
 
-  root = pathlib.Path(directory).absolute()
-  if (root / _CONFIG).exists() and not force:
-    raise FileExistsError(f"{root} already holds a converted model (pass force=True to overwrite)")
-  root.mkdir(parents=True, exist_ok=True)
+  root = check_converted_out(directory, force=force)
   has_head = "head" in variables["params"]
   meta = {
     **config_to_dict(config),
@@ -85,10 +130,29 @@ def save_converted(
   }
   if len(meta["labels"]) != config.num_classes:
     raise ValueError(f"{len(meta['labels'])} labels for {config.num_classes} classes")
-  state = {k: v for k, v in variables.items() if v}  # orbax cannot store an empty batch_stats
-  with ocp.StandardCheckpointer() as ckpt:
-    ckpt.save(root / _VARIABLES, jax.tree.map(np.asarray, state), force=force)
-  (root / _CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+  root.parent.mkdir(parents=True, exist_ok=True)
+  tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
+  try:
+    tmp.mkdir()
+    state = {k: v for k, v in variables.items() if v}  # orbax cannot store an empty batch_stats
+    with ocp.StandardCheckpointer() as ckpt:
+      ckpt.save(tmp / _VARIABLES, jax.tree.map(np.asarray, state))
+    (tmp / _CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    check_converted_out(root, force=force)  # again: the folder may have changed during the conversion
+    if not root.exists():
+      tmp.rename(root)
+    elif not any(root.iterdir()):
+      root.rmdir()
+      tmp.rename(root)
+    else:  # a converted model dir: swap its two entries, keep everything else in it
+      old = root / f".{_VARIABLES}.old-{uuid.uuid4().hex[:8]}"
+      (root / _VARIABLES).rename(old)
+      (tmp / _VARIABLES).rename(root / _VARIABLES)
+      os.replace(tmp / _CONFIG, root / _CONFIG)
+      shutil.rmtree(old, ignore_errors=True)
+  finally:
+    if tmp.exists():
+      shutil.rmtree(tmp, ignore_errors=True)
   return root
 
 

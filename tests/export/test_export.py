@@ -118,7 +118,11 @@ def test_overwrite(bundle, tmp_path, capsys):
   shutil.copytree(bundle, out)
   assert export.main(["--model", str(bundle), "--out", str(out)]) == 2
   assert "already exists" in capsys.readouterr().err
+  # A file an older export wrote (listed in its manifest) goes with the bundle it belongs to.
   (out / "stale.txt").write_text("from the old bundle")
+  manifest = json.loads((out / export.MANIFEST).read_text())
+  manifest["files"]["stale.txt"] = {"size": 19, "sha256": hashlib.sha256(b"from the old bundle").hexdigest()}
+  (out / export.MANIFEST).write_text(json.dumps(manifest))
   assert export.main(["--model", str(bundle), "--out", str(out), "--overwrite", "--no-jax-export"]) == 0
   assert not (out / "stale.txt").exists() and export.read_manifest(out)["inference"] is None
   assert export.load(out).exported is None  # no serialised function: the Flax model

@@ -71,6 +71,49 @@ def test_embedding_dim_mismatch_is_a_clear_error(tmp_path):
     )
 
 
+def _valid_meta(tmp_path) -> dict:
+  SpeciesStore(tmp_path, embed_dim=DIM, fingerprint="abc").add(species("Red fox"))
+  return json.loads((tmp_path / "species" / "species.json").read_text())
+
+
+@pytest.mark.parametrize(
+  "damage, what",
+  [
+    (lambda m: {"format": 1}, "no 'embed_dim' field"),
+    (lambda m: [m], "expected a JSON object"),
+    (lambda m: {**m, "embed_dim": "eight"}, "'embed_dim' is 'eight'"),
+    (lambda m: {**m, "species": {"Red fox": {}}}, "'species' is"),
+    (lambda m: {**m, "embeddings": None}, "'embeddings'"),
+    (lambda m: {**m, "species": [{k: v for k, v in m["species"][0].items() if k != "key"}]}, "no 'key' field"),
+    (lambda m: {**m, "species": [{**m["species"][0], "threshold": "0.3"}]}, "'threshold' = '0.3'"),
+    (lambda m: {**m, "species": [{**m["species"][0], "threshold": 0}]}, "threshold 0"),
+    (lambda m: {**m, "species": [{**m["species"][0], "threshold_source": "guess"}]}, "threshold_source 'guess'"),
+    (lambda m: {**m, "species": [{**m["species"][0], "clips": [{"file": "a.wav"}]}]}, "clips without"),
+    (lambda m: {**m, "species": ["Red fox"]}, "species entry 0 is str"),
+  ],
+  ids=["only-format", "list", "dim-type", "species-dict", "no-npz", "no-key", "threshold-str", "threshold-0",
+       "source", "clip-fields", "entry-str"],
+)  # fmt: skip
+def test_valid_json_with_wrong_fields_is_a_damaged_store(tmp_path, damage, what):
+  """Valid JSON with the wrong fields is as damaged as unparseable JSON: a StoreError naming the file and
+  what is wrong (it was a bare KeyError), for every way of reading the store."""
+  path = tmp_path / "species" / "species.json"
+  path.write_text(json.dumps(damage(_valid_meta(tmp_path))))
+  store = SpeciesStore(tmp_path, embed_dim=DIM, fingerprint="abc")
+  for read in (store.load, store.recorded, lambda: store.add(species("Badger"))):
+    with pytest.raises(StoreError) as info:
+      read()
+    assert str(path) in str(info.value) and "damaged" in str(info.value) and what in str(info.value)
+    assert isinstance(info.value, ValueError)  # answered in one line by the commands (animaljax.cli.run)
+
+
+def test_recorded_model(tmp_path):
+  store = SpeciesStore(tmp_path, embed_dim=1)  # any size: `recorded` reads what the store says
+  assert store.recorded() is None
+  _valid_meta(tmp_path)
+  assert store.recorded() == (DIM, "abc")
+
+
 def test_other_model_fingerprint_warns(tmp_path):
   SpeciesStore(tmp_path, embed_dim=DIM, fingerprint="old").add(species("Red fox"))
   store = SpeciesStore(tmp_path, embed_dim=DIM, fingerprint="new")

@@ -376,3 +376,63 @@ def test_unknown_layout_is_rejected(tmp_path):
   torch.save({"encoder.layer.weight": torch.zeros(2, 2)}, tmp_path / "other.pth")
   with pytest.raises(torch_weights.CheckpointError, match="neither a PANNs"):
     torch_weights.convert_checkpoint(tmp_path / "other.pth")
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Nothing lost (issue 13): --force replaces a converted model dir, never another folder
+# ----------------------------------------------------------------------------------------------------------------
+def _snapshot(root: pathlib.Path) -> dict[str, str]:
+  """Relative path -> sha256 of every file under `root` ("folder" for folders)."""
+  import hashlib
+
+  return {
+    p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+    for p in sorted(root.rglob("*"))
+  }
+
+
+def test_force_replaces_only_a_converted_model_dir(cnn6_checkpoint, esc50_root, tmp_path, capsys):
+  import shutil
+
+  from animaljax import convert
+
+  _, path = cnn6_checkpoint
+  clips = sorted((esc50_root / "audio").glob("*.flac"))[:3]
+  # A folder of the user's that holds a model.json and a variables/ folder of its own, and one like a bundle.
+  mine = tmp_path / "mine"
+  (mine / "variables").mkdir(parents=True)
+  shutil.copy(clips[0], mine / "variables")
+  shutil.copy(clips[1], mine)
+  (mine / "model.json").write_text('{"name": "my notes"}\n')
+  bundle_like = tmp_path / "bundle"
+  bundle_like.mkdir()
+  (bundle_like / "manifest.json").write_text('{"format": "animaljax-bundle"}\n')
+  (bundle_like / "model.json").write_text('{"frontend": {}}\n')
+  (bundle_like / "params.safetensors").write_bytes(b"\0" * 64)
+  (tmp_path / "a_file").write_bytes(clips[2].read_bytes())
+  before = _snapshot(tmp_path)
+  for out in (mine, bundle_like, tmp_path / "a_file"):
+    for force in ([], ["--force"]):
+      assert convert.main(["panns", "--checkpoint", str(path), "--out", str(out), *force]) == 2
+      err = capsys.readouterr().err.strip()
+      assert err.startswith("error:") and "\n" not in err and str(out) in err, err
+  assert _snapshot(tmp_path) == before  # every byte of every file, nothing added
+
+  # A converted model dir: --force replaces model.json and variables/, and keeps what is beside them.
+  out = tmp_path / "converted"
+  assert convert.main(["panns", "--checkpoint", str(path), "--out", str(out)]) == 0
+  (out / "species").mkdir()
+  (out / "species" / "species.json").write_text('{"format": 1}\n')
+  kept = _snapshot(out / "species")
+  assert convert.main(["panns", "--checkpoint", str(path), "--out", str(out)]) == 2
+  assert "--force" in capsys.readouterr().err
+  assert (
+    convert.main(["panns", "--checkpoint", str(path), "--out", str(out), "--force", "--no-keep-head"]) == 0
+  )
+  assert not pretrained.read_metadata(out)["has_head"]
+  assert set(pretrained.load_converted(out, keep_head=False)[1]["params"]) == {"encoder"}
+  assert _snapshot(out / "species") == kept and sorted(p.name for p in out.iterdir()) == [
+    "model.json", "species", "variables"
+  ]  # fmt: skip
+  assert _snapshot(tmp_path / "mine") == {k[5:]: v for k, v in before.items() if k.startswith("mine/")}
+  assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
