@@ -27,7 +27,8 @@ from typing import Any
 import numpy as np
 
 from animaljax.data import records
-from animaljax.data.loader import crop_or_pad, split_labels
+from animaljax.data.loader import crop_or_pad
+from animaljax.data.sampling import split_labels
 from animaljax.data.shard_source import PackedDataset
 
 

@@ -20,7 +20,9 @@ So a run is reproducible from the seed, and a restored iterator continues with t
 
 Class-balanced sampling (`sampling="balanced"`, training only): each epoch's order is instead `n` draws with
 replacement, example `i` with probability proportional to `1 / count(label_i)`, from the same `(seed, epoch)`
-generator, sharded and resumable exactly like the permutation.
+generator, sharded and resumable exactly like the permutation. The order lives in `animaljax.data.sampling`.
+
+Windowed evaluation (`windows=True`) cuts each clip by `animaljax.audio.windows.cover_window_starts`.
 """
 
 from __future__ import annotations
@@ -33,11 +35,12 @@ from typing import Any
 
 import numpy as np
 
+from animaljax.audio.windows import cover_window_starts
 from animaljax.data import records
+from animaljax.data.sampling import SAMPLING, EpochOrder, balanced_weights, split_labels
 from animaljax.data.shard_source import PackedDataset
 
 _CROPS = ("random", "center", "start")
-SAMPLING = ("uniform", "balanced")
 
 
 def crop_or_pad(audio: np.ndarray, length: int, mode: str, key: tuple[int, ...] = ()) -> np.ndarray:
@@ -76,82 +79,12 @@ def _uniform(key: tuple[int, ...], bound: int) -> int:
   return h % bound
 
 
-def window_starts(n: int, length: int, hop: int) -> list[int]:
-  """Starts of consecutive `length`-sample windows every `hop` samples; the last one ends at the clip's end."""
-  if n <= length:
-    return [0]
-  starts = list(range(0, n - length + 1, hop))
-  if starts[-1] + length < n:
-    starts.append(n - length)  # cover the tail with a full window rather than a zero-padded one
-  return starts
-
-
-class _Order:
-  """Position in this process's stream -> example id (-1 for an eval padding row).
-
-  Every process draws the same permutation of all `n` examples for each epoch (seeded by `(seed, epoch)`)
-  and takes its block of `block` rows from each global batch of `block * count` entries (training), or every
-  `count`-th entry from `index` (`block=0`, evaluation), so the processes split each epoch exactly. The
-  permutation is built here rather than with `MapDataset.shuffle` because grain's `index_shuffle` costs
-  ~200 us per element on small datasets (measured for 400 examples; 8 us for 400k), as much as reading the
-  clip; a cached `np.random.Generator.permutation` is ~1 ms per epoch for 100k examples.
-  """
-
-  def __init__(
-    self,
-    n: int,
-    rows_per_epoch: int,
-    shuffle: bool,
-    seed: int,
-    index: int,
-    count: int,
-    weights: np.ndarray | None = None,
-    block: int = 0,
-  ):
-    self.n, self.rows_per_epoch, self.shuffle, self.seed = n, rows_per_epoch, shuffle, seed
-    self.index, self.count, self.block = index, count, block
-    self.weights = (
-      weights  # (n,) sampling probabilities (sum 1): draws with replacement instead of a permutation
-    )
-    self._cache: tuple[int, np.ndarray] | None = None
-
-  def _draw(self, epoch: int) -> np.ndarray:
-    """Epoch `epoch`'s order over all processes: (n,) example ids."""
-    rng = np.random.default_rng([self.seed, epoch])
-    if self.weights is None:
-      return rng.permutation(self.n)
-    return rng.choice(self.n, size=self.n, replace=True, p=self.weights)
-
-  def epoch(self, position: int) -> int:
-    return position // max(self.rows_per_epoch, 1)
-
-  def __call__(self, position: int, _: Any = None) -> int:
-    epoch, k = divmod(int(position), max(self.rows_per_epoch, 1))
-    if self.block:
-      batch, row = divmod(k, self.block)
-      g = (batch * self.count + self.index) * self.block + row
-    else:
-      g = self.index + k * self.count
-    if g >= self.n:
-      return -1
-    if not self.shuffle:
-      return g
-    cache = self._cache  # one read: another reader thread may swap it
-    if cache is None or cache[0] != epoch:
-      dtype = np.int32 if self.n < 2**31 else np.int64
-      cache = self._cache = (epoch, self._draw(epoch).astype(dtype))
-    return int(cache[1][g])
-
-  def __getstate__(self):
-    return {**self.__dict__, "_cache": None}
-
-
 @dataclasses.dataclass(frozen=True)
 class _ClipReader:
   """Element function: stream position -> one unbatched row. Picklable for workers."""
 
   source: Any
-  order: _Order
+  order: EpochOrder
   length: int
   crop: str
   seed: int
@@ -170,7 +103,12 @@ class _ClipReader:
 
 @dataclasses.dataclass(frozen=True)
 class _Windower:
-  """Flat map for windowed evaluation: example id -> one row per window of its clip."""
+  """Flat map for windowed evaluation: example id -> one row per window of its clip.
+
+  Windows follow `cover_window_starts`, the rule `Predictor` uses on files, so a long clip is cut where
+  predict would cut it: full windows, the last one ending at the clip's end. A clip no longer than a window is
+  one row, zero-padded at its end to the row length.
+  """
 
   source: Any
   length: int
@@ -183,7 +121,7 @@ class _Windower:
     return [
       {"audio": crop_or_pad(audio[s : s + self.length], self.length, "start"), "label": parsed["label"],
        "index": int(example), "mask": True}
-      for s in window_starts(audio.shape[0], self.length, self.hop)
+      for s in cover_window_starts(audio.shape[0], self.length, self.hop)
     ]  # fmt: skip
 
 
@@ -340,7 +278,7 @@ def make_loader(
   else:
     rows_per_epoch = math.ceil(n / process_count)
   weights = balanced_weights(split_labels(source)) if sampling == "balanced" else None
-  order = _Order(
+  order = EpochOrder(
     n, rows_per_epoch, train, seed, process_index, process_count, weights, block=batch_size if train else 0
   )
   positions = grain.MapDataset.range(rows_per_epoch).repeat(num_epochs)
@@ -404,26 +342,6 @@ def raise_malloc_thresholds(mmap_threshold: int = 64 << 20, trim_threshold: int 
 def _init_worker(worker_index: int, worker_count: int) -> None:
   del worker_index, worker_count
   raise_malloc_thresholds()
-
-
-def split_labels(source) -> np.ndarray:
-  """The `label` of every record of a source, (n,) int64, by parsing each record once.
-
-  The summary only has per-class counts; reading the records costs one pass over the split (~0.1 ms a 5 s
-  clip, measured by the loader benchmark), paid once when the loader is built.
-  """
-  return np.fromiter(
-    (records.parse_example(source[i])["label"] for i in range(len(source))), np.int64, len(source)
-  )
-
-
-def balanced_weights(labels: np.ndarray) -> np.ndarray:
-  """(n,) labels -> (n,) probabilities proportional to `1 / count(label)`: every class (unlabelled `-1`
-  clips counting as one more class) is drawn equally often in expectation."""
-  labels = np.asarray(labels)
-  _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
-  weights = 1.0 / counts[inverse]
-  return weights / weights.sum()
 
 
 def _is_example(example: int) -> bool:

@@ -218,15 +218,6 @@ def test_a_worker_crash_rejects_only_its_file(tmp_path):
 # ---------------------------------------------------------------- windows
 
 
-def test_window_starts():
-  # 12 s at 1 Hz "samples", 5 s windows: full windows at 0 and 5; the 2 s tail is under half a window.
-  assert packing.window_starts(12, 5, 5, 3) == [0, 5]
-  assert packing.window_starts(13, 5, 5, 3) == [0, 5, 10]  # a 3 s tail is kept (shorter, not padded)
-  assert packing.window_starts(12, 5, 2, 3) == [0, 2, 4, 6, 8]  # hop 2: tail from 10 is 2 s, dropped
-  assert packing.window_starts(4, 5, 5, 3) == [0]  # shorter than a window but long enough: kept whole
-  assert packing.window_starts(2, 5, 5, 3) == []  # too short: rejected by the packer
-
-
 def test_window_mode_on_a_long_file(tmp_path):
   long = _tone(11.0, 22050, 500.0) * np.linspace(0.1, 1.0, round(11.0 * 22050), dtype=np.float32)
   sf.write(tmp_path / "long.flac", long, 22050)
