@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from animaljax import cli
 from animaljax.data import packing
-
-_SOURCES = ("folder", "esc50", "csv", "synthetic")
+from animaljax.data.sources import CATEGORY_GROUPS, SOURCES, make_source
+from animaljax.data.sources import source_kwargs as options_to_kwargs
 
 
 def _sample_rate(text: str) -> int:
@@ -50,12 +50,15 @@ _ratios.__name__ = "split ratios"
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = cli.ArgumentParser(prog="python -m animaljax.pack", description=__doc__.splitlines()[0])
-  p.add_argument("--source", required=True, choices=_SOURCES)
+  p.add_argument("--source", required=True, choices=tuple(SOURCES))
   p.add_argument("--root", help="corpus folder (folder, esc50) or manifest file (csv); unused for synthetic")
   p.add_argument("--out", required=True, help="dataset folder to create (the TFDS dataset directory itself)")
   p.add_argument("--name", default="animal_sounds", help="dataset name, the shard file prefix")
   p.add_argument("--sample-rate", type=_sample_rate, default=32000)
-  p.add_argument("--category", help="esc50: 'animals' or comma-separated category names")
+  groups = ", ".join(CATEGORY_GROUPS)
+  p.add_argument(
+    "--category", help=f"esc50: a group ({groups}) or comma-separated category names; default: all"
+  )
   p.add_argument(
     "--workers",
     type=cli.nonnegative_int,
@@ -84,27 +87,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def source_kwargs(args: argparse.Namespace) -> dict:
-  """The `make_source` arguments for the chosen source; `cli.UserError` for options that do not fit it."""
-  if args.source != "synthetic" and not args.root:
-    raise cli.UserError(f"--root is required for --source {args.source}")
-  if args.category and args.source != "esc50":
-    raise cli.UserError(f"--category applies to --source esc50 only, not {args.source}")
-  if args.split_ratios is not None and args.source not in ("folder", "csv"):
-    raise cli.UserError(f"--split-ratios applies to --source folder and csv only, not {args.source}")
-  kwargs: dict = {}
-  if args.source == "esc50":
-    kwargs["root"] = args.root
-    if args.category:
-      kwargs["category"] = args.category if args.category == "animals" else args.category.split(",")
-  else:
-    if args.source == "csv":
-      kwargs["manifest"] = args.root
-    elif args.source == "folder":
-      kwargs["root"] = args.root
-    kwargs["seed"] = args.seed
-    if args.split_ratios is not None:
-      kwargs["split_ratios"] = args.split_ratios
-  return kwargs
+  """The `make_source` arguments for the chosen source (`animaljax.data.sources.source_kwargs`, which the
+  trainer also uses); ValueError for options that do not fit the source."""
+  return options_to_kwargs(
+    args.source, root=args.root, category=args.category, seed=args.seed, split_ratios=args.split_ratios
+  )
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -124,8 +111,6 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def _pack(args: argparse.Namespace) -> None:
-  from animaljax.data.sources import make_source
-
   kwargs = settings(args)
   packing.validate_settings(**kwargs)  # before listing the corpus, which can take a while
   source = make_source(args.source, **source_kwargs(args))

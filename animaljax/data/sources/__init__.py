@@ -1,4 +1,9 @@
-"""Dataset sources: each lists `Example`s and decodes one; `make_source` picks one by name."""
+"""Dataset sources: each lists `Example`s and decodes one; `make_source` picks one by name.
+
+base.py (`Example`, `Source`, the split helpers), one file per corpus layout (folder.py, esc50.py,
+csv_manifest.py, synthetic.py), and options.py: the `SOURCES` table, `make_source`, and `source_kwargs`, the
+one translation of the pack command's flags and the trainer's `data` config into a source's arguments.
+"""
 
 from __future__ import annotations
 
@@ -6,25 +11,21 @@ from animaljax.data.sources.base import SPLITS, UNLABELLED, Example, Source, str
 from animaljax.data.sources.csv_manifest import CsvSource
 from animaljax.data.sources.esc50 import Esc50Source
 from animaljax.data.sources.folder import FolderSource
+from animaljax.data.sources.options import (
+  CATEGORY_GROUPS,
+  CONFIG_NAMES,
+  FLAG_NAMES,
+  SOURCES,
+  make_source,
+  parse_category,
+  source_kwargs,
+)
 from animaljax.data.sources.synthetic import SyntheticSource
 
-# Explicit name -> class table (no string look-ups into modules); configs and CLIs name a source by its key.
-SOURCES: dict[str, type[Source]] = {
-  "folder": FolderSource,
-  "esc50": Esc50Source,
-  "csv": CsvSource,
-  "synthetic": SyntheticSource,
-}
-
-
-def make_source(name: str, **kwargs) -> Source:
-  """Builds `SOURCES[name](**kwargs)`; ValueError naming the valid sources for an unknown name."""
-  if name not in SOURCES:
-    raise ValueError(f"unknown source {name!r}; valid: {', '.join(sorted(SOURCES))}")
-  return SOURCES[name](**kwargs)
-
-
 __all__ = [
+  "CATEGORY_GROUPS",
+  "CONFIG_NAMES",
+  "FLAG_NAMES",
   "SOURCES",
   "SPLITS",
   "UNLABELLED",
@@ -35,5 +36,7 @@ __all__ = [
   "Source",
   "SyntheticSource",
   "make_source",
+  "parse_category",
+  "source_kwargs",
   "stratified_split",
 ]

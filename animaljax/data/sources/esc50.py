@@ -14,8 +14,8 @@ from collections.abc import Sequence
 from animaljax.data.sources.base import Example, Source
 
 _COLUMNS = ("filename", "fold", "target", "category")
-# ESC-50's five major categories are blocks of ten targets.
-_GROUPS = {
+# ESC-50's five major categories are blocks of ten targets; `category` takes their names.
+GROUPS = {
   "animals": range(0, 10),
   "natural": range(10, 20),
   "human": range(20, 30),
@@ -113,14 +113,14 @@ class Esc50Source(Source):
     if cat is None:
       return sorted(names)
     if isinstance(cat, str):
-      if cat not in _GROUPS:
+      if cat not in GROUPS:
         raise ValueError(
-          f"unknown ESC-50 category group {cat!r}; use one of {sorted(_GROUPS)} or a list of names"
+          f"unknown ESC-50 category group {cat!r}; use one of {', '.join(GROUPS)} or a list of names"
         )
-      targets = [t for t in _GROUPS[cat] if t in names]
+      targets = [t for t in GROUPS[cat] if t in names]
       if not targets:
         raise ValueError(
-          f"the csv has no clips of group {cat!r} (targets {_GROUPS[cat].start}-{_GROUPS[cat].stop - 1})"
+          f"the csv has no clips of group {cat!r} (targets {GROUPS[cat].start}-{GROUPS[cat].stop - 1})"
         )
       return targets
     by_name = {n: t for t, n in names.items()}
@@ -131,7 +131,10 @@ class Esc50Source(Source):
       elif isinstance(item, str) and item in by_name:
         targets.add(by_name[item])
       else:
-        raise ValueError(f"ESC-50 category {item!r} is not in the csv; known: {sorted(by_name)}")
+        raise ValueError(
+          f"ESC-50 category {item!r} is not in the csv; known: {', '.join(sorted(by_name))}; or one group "
+          f"alone: {', '.join(GROUPS)}"
+        )
     return sorted(targets)
 
   def examples(self) -> list[Example]:
