@@ -1,0 +1,12 @@
+"""The host-side data path: corpora -> packed shards -> batches of int16 audio. Imports no model or trainer.
+
+sources/         lists a corpus's clips and decodes one (folder, esc50, csv, synthetic); options.py turns the
+                 pack command's flags and the trainer's `data` config into a source's arguments
+records.py       the record format (int16 audio, label, path, times) shared by writer and readers
+packing.py       `pack`: decode in worker processes, cut windows, write TFDS shards + summary.json;
+                 pack_settings.py (its settings, checked once), pack_dir.py (what a finished pack is, what
+                 may be replaced), decoding.py (the ordered worker pool), tfds_builder.py (TFDS writing)
+shard_source.py  `PackedDataset`: a packed folder's summary, splits and random-access records
+loader.py        `make_loader`: the grain pipeline (crop/pad, windows, batches); sampling.py its epoch order
+episodes.py      N-way K-shot episodes for ProtoNet over the same records
+"""
