@@ -29,8 +29,6 @@ def get_config(arg: str | None = None):
   c.train.time_width, c.train.freq_width = 96, 24  # AST's time/freq masking on 128 bins
   c.train.time_masks = c.train.freq_masks = 1
   c.eval.batch_size = 16
-  if arg and "finetune" in arg:
-    c.model.init_from = "pretrained/ast_audioset"
-  if arg and "smoke" in arg:
+  if "smoke" in base.parse_arg(arg):
     base.apply_smoke(c)
   return c

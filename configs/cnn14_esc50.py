@@ -33,12 +33,6 @@ def get_config(arg: str | None = None):
   c.train.weight_decay = 0.0
   c.eval.every_steps = 250
   c.checkpoint.every_steps = 250
-  if arg and "finetune" in arg:
-    c.model.init_from = (
-      "pretrained/panns_cnn14"  # `python -m animaljax.convert` output (PANNs Cnn14_mAP=0.431)
-    )
-    c.train.lr = 1e-4
-    c.train.steps = 1000
-  if arg and "smoke" in arg:
+  if "smoke" in base.parse_arg(arg):
     base.apply_smoke(c)
   return c

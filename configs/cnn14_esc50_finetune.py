@@ -23,6 +23,6 @@ def get_config(arg: str | None = None):
   c.train.steps = 1000
   c.eval.every_steps = 100
   c.checkpoint.every_steps = 100
-  if arg and "smoke" in arg:
+  if "smoke" in base.parse_arg(arg):
     base.apply_smoke(c)
   return c

@@ -17,9 +17,6 @@ def get_config(arg: str | None = None):
   c.train.steps = 3000
   c.train.class_weights = "balanced"  # user folders are rarely balanced
   c.train.mixup_alpha = 1.0
-  if arg and "finetune" in arg:
-    c.model.init_from = "pretrained/panns_cnn14"
-    c.train.lr = 1e-4
-  if arg and "smoke" in arg:
+  if "smoke" in base.parse_arg(arg):
     base.apply_smoke(c)
   return c

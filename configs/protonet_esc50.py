@@ -46,7 +46,6 @@ def get_config(arg: str | None = None):
   c.eval.batch_size = 32
   c.checkpoint.every_steps = 100
 
-  c.protonet = ml_collections.ConfigDict()
   c.protonet.n_way = 5  # training episodes: classes, support and query clips per class
   c.protonet.k_shot = 5
   c.protonet.q_queries = 5
@@ -58,7 +57,7 @@ def get_config(arg: str | None = None):
   c.protonet.eval_queries = 15
   c.protonet.eval_episodes = 600
   c.protonet.eval_seed = 0
-  if arg and "smoke" in arg:
+  if "smoke" in base.parse_arg(arg):
     smoke(c)
   return c
 

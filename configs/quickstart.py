@@ -31,6 +31,6 @@ def get_config(arg: str | None = None):
   c.eval.every_steps = 100
   c.eval.batch_size = 48
   c.checkpoint.every_steps = 100
-  if arg == "smoke":
+  if "smoke" in base.parse_arg(arg):
     base.apply_smoke(c)
   return c

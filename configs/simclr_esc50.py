@@ -16,7 +16,8 @@ from configs import base, simclr_folder
 
 
 def get_config(arg: str | None = None):
-  c = simclr_folder.add_simclr(base.get_config())
+  words = base.parse_arg(arg, ("cpu", "smoke"))
+  c = simclr_folder.simclr_recipe(base.get_config())
   c.data.source = "esc50"
   c.data.category = "animals"
   c.data.sample_rate = 16000
@@ -35,13 +36,13 @@ def get_config(arg: str | None = None):
   c.train.warmup_steps = 50
   c.eval.every_steps = 250
   c.checkpoint.every_steps = 250
-  if arg and "cpu" in arg:
+  if "cpu" in words:
     c.model.encoder, c.model.width = "cnn6", 0.25
     c.train.batch_size = 32
     c.train.steps = 600
     c.eval.every_steps = 100
     c.checkpoint.every_steps = 100
-  if arg and "smoke" in arg:
+  if "smoke" in words:
     base.apply_smoke(c)
     c.simclr.view_seconds = 0.4
     c.data.train_split = c.probe.train_split = "fold1"

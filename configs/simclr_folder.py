@@ -13,33 +13,13 @@ sample rate. `:smoke` runs seconds on the built-in synthetic calls, with the pro
 
 from __future__ import annotations
 
-import ml_collections
-
 from configs import base
 
 
-def add_simclr(c):
-  """The SimCLR and linear-probe sections, with the recipe's defaults (shared by every simclr_* config)."""
+def simclr_recipe(c):
+  """The SimCLR trainer with its recipe's training settings (the `simclr`/`probe` sections' defaults are in
+  `configs/base.py`); shared by every simclr_* config."""
   c.trainer = "simclr"
-  c.simclr = ml_collections.ConfigDict()
-  c.simclr.temperature = 0.1  # NT-Xent softmax temperature
-  c.simclr.proj_hidden = 512  # projection MLP: embedding -> hidden -> ReLU -> dim
-  c.simclr.proj_dim = 128
-  c.simclr.view_seconds = 2.0  # each view is a random crop of this length from the loaded row
-  c.simclr.gain_db = (-6.0, 6.0)
-  c.simclr.max_shift_seconds = 0.25  # circular time shift of each view, either way
-  c.simclr.noise_split = "noise"  # mixed into views when the pack has this split; skipped otherwise
-  c.simclr.noise_snr_db = (5.0, 20.0)
-  c.simclr.noise_p = 0.5  # probability a view gets noise
-  c.simclr.max_noise_clips = 64  # noise clips kept on the device
-  c.probe = ml_collections.ConfigDict()
-  c.probe.data_dir = ""  # labelled pack for the probe; "" = data.dir
-  c.probe.train_split = ""  # "" (either split) = no probe, no evaluation
-  c.probe.eval_split = ""
-  c.probe.steps = 300  # full-batch Adam steps of the logistic regression
-  c.probe.lr = 0.05
-  c.probe.weight_decay = 1e-3
-  c.probe.at_init = True  # also probe the initial (random) encoder, logged at step 0
   c.eval.metric = "probe_accuracy"  # picks best/; the exported encoder is the last state
   c.train.lr = 1e-3
   c.train.weight_decay = 1e-4
@@ -62,7 +42,7 @@ def apply_simclr_smoke(c):
 
 
 def get_config(arg: str | None = None):
-  c = add_simclr(base.get_config())
+  c = simclr_recipe(base.get_config())
   c.data.source = "folder"
   c.data.sample_rate = 32000
   c.data.clip_seconds = 5.0
@@ -72,6 +52,6 @@ def get_config(arg: str | None = None):
   c.train.warmup_steps = 200
   c.eval.every_steps = 500
   c.checkpoint.every_steps = 500
-  if arg and "smoke" in arg:
+  if "smoke" in base.parse_arg(arg):
     apply_simclr_smoke(c)
   return c

@@ -1,81 +1,413 @@
-"""Checks of an experiment config's values, run before a trainer touches the disk or a device.
+"""The experiment config, typed: every section's fields and defaults, all validation, run config -> model config.
 
-`validate(c)` refuses every value that would make a run fail late, train nothing, or run away (`train.steps=-5`
-"succeeding" with nothing trained, a zero batch, a negative learning rate, a cadence of 0 steps): each with a
-ValueError naming the key, the value and what is allowed. Enumerated choices are checked by the trainers
-against their own tables (`supervised.resolve_config`).
+An experiment file (`configs/<x>.py`) builds an `ml_collections.ConfigDict` (from `defaults()`, through
+`configs/base.py`) and the command line overrides it; `parse` turns it into a frozen `RunConfig` once, refusing
+unknown keys and impossible values, and `resolve` fills in what derives from the workdir (the pack folder,
+cross-validation splits). Trainers, step builders and the loop see only these dataclasses, never a ConfigDict.
+
+Sections: `data`, `model`, `train`, `eval`, `checkpoint` (every trainer), `simclr` + `probe` (trainer "simclr"),
+`protonet` (trainer "protonet"). Each field's comment is its documentation; `configs/base.py` shows them all.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
-from collections.abc import Callable
+import pathlib
+import typing
+from collections.abc import Mapping
+from typing import Any
 
-import ml_collections
-
-
-def _check(c: ml_collections.ConfigDict, key: str, ok: Callable[[float], bool], what: str) -> None:
-  section, name = key.split(".")
-  if section not in c or name not in c[section]:
-    return  # a section this trainer's config does not have
-  value = c[section][name]
-  is_number = isinstance(value, int | float) and not isinstance(value, bool)
-  if not is_number or not math.isfinite(value) or not ok(value):
-    raise ValueError(f"{key} must be {what}, got {value!r}")
+TRAINERS = ("supervised", "simclr", "protonet")
+SUPERVISED_METRICS = ("accuracy", "macro_f1", "weighted_f1", "mAP", "loss")
+SIMCLR_METRICS = ("probe_accuracy", "probe_train_accuracy")  # with the linear probe on
 
 
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+  dir: str = ""  # packed dataset folder; "" = <workdir>/../packed/<source> (packed on first use)
+  source: str = "synthetic"  # folder | esc50 | csv | synthetic (animaljax.data.sources.SOURCES)
+  root: str = ""  # corpus folder (folder, esc50) or manifest (csv) for packing on first use
+  category: str = ""  # esc50: a group (animals, natural, ...) or comma-separated category names; "" = all
+  sample_rate: int = 32000
+  clip_seconds: float = 5.0  # training row length (random crops of longer clips, zero-padding of shorter)
+  train_split: str = "train"  # a split or "+"-joined splits
+  eval_split: str = "validation"
+  cv_fold: int = 0  # esc50: 1..5 holds that fold out (train on the other four); 0 = use the splits above
+  pack_on_first_use: bool = True
+  file_format: str = "tfrecord"  # tfrecord | array_record
+  clip_mode: str = "keep"  # packing: keep whole clips or cut `window_seconds` windows
+  window_seconds: float = 5.0
+  synthetic_classes: int = 6  # synthetic source only
+  synthetic_clips_per_class: tuple[int, ...] = (48, 8, 8)  # synthetic: (train, validation, test) per class
+  synthetic_clip_seconds: float = 2.0
+  worker_count: int = 0  # grain worker processes
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+  encoder: str = "cnn14"  # cnn6 | cnn10 | cnn14 | ast
+  width: float = 1.0  # CNN channel multiplier
+  size: str = "base"  # AST: tiny | small | base
+  depth: int = 0  # AST: transformer blocks (0 = the size's default)
+  remat: str = ""  # AST: "" (off) | nothing_saveable | dots_saveable: recompute activations, save memory
+  dropout: bool = True
+  dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters stay float32
+  # Where the weights start: a converted PANNs/AST dir (`python -m animaljax.convert`), a training workdir
+  # (its best state) or a SimCLR run's `encoder/`; every trainer takes the same three. "" = random init.
+  init_from: str = ""
+  keep_head: bool = False  # also take the head (only when the classes are the same)
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  batch_size: int = 32  # global: split over every device of every process
+  steps: int = 2000
+  lr: float = 1e-3
+  warmup_steps: int = 100
+  schedule: str = "cosine"  # cosine | constant (both after a linear warm-up)
+  weight_decay: float = 1e-4
+  optimizer: str = "adamw"  # adamw | adam_amsgrad (PANNs)
+  grad_clip: float = 1.0  # global-norm clip; 0 = off
+  label_smoothing: float = 0.0
+  mixup_alpha: float = 0.0  # Beta(alpha, alpha) mixup of features and targets; 0 = off
+  specaugment: bool = True
+  time_masks: int = 2
+  time_width: int = 64  # frames
+  freq_masks: int = 2
+  freq_width: int = 8  # mel bins
+  loss: str = "softmax"  # softmax | bce | focal
+  focal_gamma: float = 2.0
+  class_weights: str = "none"  # none | balanced (inverse training-split class frequency)
+  sampling: str = "uniform"  # uniform | balanced (draw examples with weight 1/count(class), with replacement)
+  on_nonfinite: str = "stop"  # stop | skip (keep the previous params/optimizer state for that step)
+  seed: int = 0
+  log_every: int = 10  # steps between host syncs (loss check, progress bar, train_log.jsonl)
+  log_indices: bool = False  # log each step's data `index` to train_log.jsonl (tests the data order)
+  halt_after: int = 0  # > 0: stop after this step without a final save, like a crash (resume tests)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+  every_steps: int = 200
+  metric: str = (
+    "accuracy"  # picks the best checkpoint; supervised: accuracy | macro_f1 | weighted_f1 | mAP | loss
+  )
+  batch_size: int = 32
+  early_stopping_patience: int = 0  # stop after this many evaluations without a better eval.metric; 0 = off
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+  every_steps: int = 200
+  keep: int = 2  # last K checkpoints (the best one is kept apart in <workdir>/best)
+  async_save: bool = True  # ("async" is a Python keyword, so not a usable attribute name)
+
+
+@dataclasses.dataclass(frozen=True)
+class SimclrConfig:
+  temperature: float = 0.1  # NT-Xent softmax temperature
+  proj_hidden: int = 512  # projection MLP: embedding -> hidden -> ReLU -> dim
+  proj_dim: int = 128
+  view_seconds: float = 2.0  # each view is a random crop of this length from the loaded row
+  gain_db: tuple[float, ...] = (-6.0, 6.0)
+  max_shift_seconds: float = 0.25  # circular time shift of each view, either way
+  noise_split: str = "noise"  # mixed into views when the pack has this split; skipped otherwise
+  noise_snr_db: tuple[float, ...] = (5.0, 20.0)
+  noise_p: float = 0.5  # probability a view gets noise
+  max_noise_clips: int = 64  # noise clips kept on the device
+
+
+@dataclasses.dataclass(frozen=True)
+class ProbeConfig:
+  data_dir: str = ""  # labelled pack for the SimCLR linear probe; "" = data.dir
+  train_split: str = ""  # "" (either split) = no probe, no evaluation
+  eval_split: str = ""
+  steps: int = 300  # full-batch Adam steps of the logistic regression
+  lr: float = 0.05
+  weight_decay: float = 1e-3
+  at_init: bool = True  # also probe the initial (random) encoder, logged at step 0
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtonetConfig:
+  n_way: int = 5  # training episodes: classes, support and query clips per class
+  k_shot: int = 5
+  q_queries: int = 5
+  episodes_per_step: int = 1  # global: a multiple of the device count
+  train_classes: tuple[int, ...] = ()  # () = every class not in eval_classes
+  eval_classes: tuple[int, ...] = ()  # held out from training
+  eval_ways: int = 5
+  eval_shots: tuple[int, ...] = (1, 5)  # the last one is the loop's `accuracy`
+  eval_queries: int = 15
+  eval_episodes: int = 600
+  eval_seed: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+  trainer: str = "supervised"  # supervised | simclr | protonet
+  data: DataConfig = DataConfig()
+  model: ModelConfig = ModelConfig()
+  train: TrainConfig = TrainConfig()
+  eval: EvalConfig = EvalConfig()
+  checkpoint: CheckpointConfig = CheckpointConfig()
+  simclr: SimclrConfig = SimclrConfig()
+  probe: ProbeConfig = ProbeConfig()
+  protonet: ProtonetConfig = ProtonetConfig()
+  smoke: bool = False  # shrunk by `configs/base.apply_smoke` (tests, `:smoke`)
+
+  def to_dict(self) -> dict[str, Any]:
+    """Plain data (tuples as lists), as `config.json` stores it."""
+    return _plain(dataclasses.asdict(self))
+
+
+def _plain(value: Any) -> Any:
+  if isinstance(value, dict):
+    return {k: _plain(v) for k, v in value.items()}
+  if isinstance(value, list | tuple):
+    return [_plain(v) for v in value]
+  return value
+
+
+def defaults() -> dict[str, Any]:
+  """Every section with its default values (what `configs/base.py` starts from)."""
+  return RunConfig().to_dict()
+
+
+# ---------------------------------------------------------------------------------------------------- parsing
+def _closest(name: str, valid: list[str]) -> list[str]:
+  import difflib
+
+  close = difflib.get_close_matches(name, valid, n=len(valid), cutoff=0.5) if valid else []
+  return close + [v for v in valid if v not in close]
+
+
+def _coerce(key: str, value: Any, hint: Any) -> Any:
+  """`value` as the field's type `hint` (int -> float, list -> tuple); ValueError naming `key` otherwise."""
+  origin = typing.get_origin(hint)
+  if origin is tuple:
+    (item, _) = typing.get_args(hint)
+    if not isinstance(value, list | tuple):
+      raise ValueError(f"{key} must be a list, got {value!r}")
+    return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
+  if hint is bool:
+    if not isinstance(value, bool):
+      raise ValueError(f"{key} must be True or False, got {value!r}")
+    return value
+  if hint is int:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
+      raise ValueError(f"{key} must be an integer, got {value!r}")
+    return int(value)
+  if hint is float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+      raise ValueError(f"{key} must be a number, got {value!r}")
+    return float(value)
+  if hint is str:
+    if not isinstance(value, str):
+      raise ValueError(f"{key} must be a string, got {value!r}")
+    return value
+  raise TypeError(f"{key}: unsupported field type {hint!r}")  # a bug in this module, not the user's
+
+
+def _section(cls: type, key: str, values: Mapping[str, Any], strict: bool):
+  hints = typing.get_type_hints(cls)
+  names = [f.name for f in dataclasses.fields(cls)]
+  unknown = [k for k in values if k not in names]
+  if unknown and strict:
+    raise ValueError(
+      f"unknown config key {key}.{unknown[0]}; valid keys of {key}: {', '.join(_closest(unknown[0], names))}"
+    )
+  return cls(**{k: _coerce(f"{key}.{k}", v, hints[k]) for k, v in values.items() if k in names})
+
+
+def parse(config: Mapping[str, Any] | Any, *, strict: bool = True) -> RunConfig:
+  """A ConfigDict (or plain dict, or a RunConfig) -> a validated RunConfig.
+
+  Args:
+    config: the experiment config; a missing key takes its default.
+    strict: refuse unknown keys (a config the user wrote); `False` ignores them (a run saved by another
+      version of animaljax, read back by `animaljax.training.workdir`).
+  Raises:
+    ValueError: naming the first unknown key (with the valid ones, closest first) or impossible value.
+  """
+  if isinstance(config, RunConfig):
+    return config
+  values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
+  hints = typing.get_type_hints(RunConfig)
+  names = [f.name for f in dataclasses.fields(RunConfig)]
+  unknown = [k for k in values if k not in names]
+  if unknown and strict:
+    raise ValueError(f"unknown config key {unknown[0]}; valid keys: {', '.join(_closest(unknown[0], names))}")
+  kwargs: dict[str, Any] = {}
+  for name in names:
+    if name not in values:
+      continue
+    hint = hints[name]
+    if dataclasses.is_dataclass(hint):
+      if not isinstance(values[name], Mapping):
+        raise ValueError(f"config.{name} must be a section, got {values[name]!r}")
+      kwargs[name] = _section(hint, name, values[name], strict)
+    else:
+      kwargs[name] = _coerce(name, values[name], hint)
+  c = RunConfig(**kwargs)
+  validate(c)
+  return c
+
+
+# ------------------------------------------------------------------------------------------------- validation
 def _integer(v) -> bool:
   return float(v).is_integer()
 
 
-# key -> (test, what the message says is allowed)
-_RULES: dict[str, tuple[Callable[[float], bool], str]] = {
-  "data.sample_rate": (
-    lambda v: _integer(v) and 1000 <= v <= 768000,
-    "an integer sample rate in 1000..768000 Hz",
-  ),
+# Numeric rules, key -> (test, what the message says is allowed). Checked before a trainer touches the disk:
+# `train.steps=-5` "succeeding" with nothing trained, a zero batch or cadence, a negative rate all fail here.
+_RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
+  "data.sample_rate": (lambda v: 1000 <= v <= 768000, "an integer sample rate in 1000..768000 Hz"),
   "data.clip_seconds": (lambda v: v > 0, "> 0 seconds"),
   "data.window_seconds": (lambda v: v > 0, "> 0 seconds"),
-  "data.cv_fold": (lambda v: _integer(v) and 0 <= v <= 5, "0 (off) or a fold 1..5"),
-  "data.worker_count": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-  "train.steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "train.batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "train.lr": (lambda v: v > 0, "> 0"),
-  "train.warmup_steps": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
+  "data.cv_fold": (lambda v: 0 <= v <= 5, "0 (off) or a fold 1..5"),
+  "data.worker_count": (lambda v: v >= 0, "an integer >= 0"),
+  "data.synthetic_classes": (lambda v: v >= 1, "an integer >= 1"),
+  "data.synthetic_clip_seconds": (lambda v: v > 0, "> 0 seconds"),
+  "train.steps": (lambda v: v >= 1, "an integer >= 1"),
+  "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+  "train.lr": (lambda v: v >= 0, ">= 0 (0 freezes the parameters)"),
+  "train.warmup_steps": (lambda v: v >= 0, "an integer >= 0"),
   "train.weight_decay": (lambda v: v >= 0, ">= 0"),
   "train.grad_clip": (lambda v: v >= 0, ">= 0 (0 = off)"),
   "train.label_smoothing": (lambda v: 0 <= v < 1, "in [0, 1)"),
   "train.mixup_alpha": (lambda v: v >= 0, ">= 0 (0 = off)"),
   "train.focal_gamma": (lambda v: v >= 0, ">= 0"),
-  "train.time_masks": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-  "train.time_width": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-  "train.freq_masks": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-  "train.freq_width": (lambda v: _integer(v) and v >= 0, "an integer >= 0"),
-  "train.log_every": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "train.halt_after": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0 = off)"),
-  "eval.every_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "eval.batch_size": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "eval.early_stopping_patience": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0 = off)"),
-  "checkpoint.every_steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "checkpoint.keep": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+  "train.time_masks": (lambda v: v >= 0, "an integer >= 0"),
+  "train.time_width": (lambda v: v >= 0, "an integer >= 0"),
+  "train.freq_masks": (lambda v: v >= 0, "an integer >= 0"),
+  "train.freq_width": (lambda v: v >= 0, "an integer >= 0"),
+  "train.log_every": (lambda v: v >= 1, "an integer >= 1"),
+  "train.halt_after": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
+  "eval.every_steps": (lambda v: v >= 1, "an integer >= 1"),
+  "eval.batch_size": (lambda v: v >= 1, "an integer >= 1"),
+  "eval.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
+  "checkpoint.every_steps": (lambda v: v >= 1, "an integer >= 1"),
+  "checkpoint.keep": (lambda v: v >= 1, "an integer >= 1"),
   "model.width": (lambda v: v > 0, "> 0"),
-  "model.depth": (lambda v: _integer(v) and v >= 0, "an integer >= 0 (0 = the size's default)"),
+  "model.depth": (lambda v: v >= 0, "an integer >= 0 (0 = the size's default)"),
   "simclr.temperature": (lambda v: v > 0, "> 0"),
   "simclr.view_seconds": (lambda v: v > 0, "> 0 seconds"),
   "simclr.noise_p": (lambda v: 0 <= v <= 1, "in [0, 1]"),
-  "probe.steps": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+  "simclr.proj_hidden": (lambda v: v >= 1, "an integer >= 1"),
+  "simclr.proj_dim": (lambda v: v >= 1, "an integer >= 1"),
+  "probe.steps": (lambda v: v >= 1, "an integer >= 1"),
   "probe.lr": (lambda v: v > 0, "> 0"),
-  "protonet.n_way": (lambda v: _integer(v) and v >= 2, "an integer >= 2"),
-  "protonet.k_shot": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "protonet.q_queries": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "protonet.episodes_per_step": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "protonet.eval_ways": (lambda v: _integer(v) and v >= 2, "an integer >= 2"),
-  "protonet.eval_queries": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
-  "protonet.eval_episodes": (lambda v: _integer(v) and v >= 1, "an integer >= 1"),
+  "protonet.n_way": (lambda v: v >= 2, "an integer >= 2"),
+  "protonet.k_shot": (lambda v: v >= 1, "an integer >= 1"),
+  "protonet.q_queries": (lambda v: v >= 1, "an integer >= 1"),
+  "protonet.episodes_per_step": (lambda v: v >= 1, "an integer >= 1"),
+  "protonet.eval_ways": (lambda v: v >= 2, "an integer >= 2"),
+  "protonet.eval_queries": (lambda v: v >= 1, "an integer >= 1"),
+  "protonet.eval_episodes": (lambda v: v >= 1, "an integer >= 1"),
 }
 
 
-def validate(c: ml_collections.ConfigDict) -> None:
-  """Raises ValueError for the first out-of-range numeric value of `c` (see `_RULES`)."""
+def _choices() -> dict[str, tuple[str, ...]]:
+  """Enumerated fields -> their valid values, from the tables of the modules that implement them."""
+  from animaljax.data.loader import SAMPLING
+  from animaljax.data.packing import CLIP_MODES, FILE_FORMATS
+  from animaljax.data.sources import SOURCES
+  from animaljax.losses import LOSSES
+  from animaljax.models.ast import REMAT_POLICIES, SIZES
+  from animaljax.models.classifier import ENCODERS
+  from animaljax.training.loop import ON_NONFINITE
+  from animaljax.training.state import OPTIMIZERS, SCHEDULES
+
+  return {
+    "trainer": TRAINERS,
+    "data.source": tuple(SOURCES), "data.file_format": FILE_FORMATS, "data.clip_mode": CLIP_MODES,
+    "model.encoder": tuple(sorted(ENCODERS)), "model.size": tuple(SIZES), "model.dtype": ("float32", "bfloat16"),
+    "model.remat": ("", *sorted(REMAT_POLICIES)),
+    "train.schedule": SCHEDULES, "train.optimizer": OPTIMIZERS, "train.loss": LOSSES,
+    "train.class_weights": ("none", "balanced"), "train.sampling": SAMPLING, "train.on_nonfinite": ON_NONFINITE,
+  }  # fmt: skip
+
+
+def _get(c: RunConfig, key: str) -> Any:
+  node: Any = c
+  for part in key.split("."):
+    node = getattr(node, part)
+  return node
+
+
+def validate(c: RunConfig) -> None:
+  """Raises ValueError for the first impossible value of `c`: numbers (`_RULES`), then enumerated choices."""
   for key, (ok, what) in _RULES.items():
-    _check(c, key, ok, what)
+    value = _get(c, key)
+    if not math.isfinite(value) or not ok(value):
+      raise ValueError(f"{key} must be {what}, got {value!r}")
+  for key, valid in _choices().items():
+    if _get(c, key) not in valid:
+      raise ValueError(f"unknown {key} {_get(c, key)!r}; valid: {', '.join(v or repr(v) for v in valid)}")
+  probe_on = bool(c.probe.train_split and c.probe.eval_split)
+  metrics = {"supervised": SUPERVISED_METRICS, "simclr": SIMCLR_METRICS if probe_on else None}.get(c.trainer)
+  if metrics is not None and c.eval.metric not in metrics:
+    raise ValueError(
+      f"unknown eval.metric {c.eval.metric!r} for trainer {c.trainer}; valid: {', '.join(metrics)}"
+    )
+  if c.trainer == "simclr":
+    if c.simclr.view_seconds > c.data.clip_seconds:
+      raise ValueError(
+        f"simclr.view_seconds={c.simclr.view_seconds} must be in (0, data.clip_seconds={c.data.clip_seconds}]"
+      )
+    if c.train.batch_size < 2:
+      raise ValueError("SimCLR needs train.batch_size >= 2 (the other clips are the negatives)")
+  if c.data.cv_fold and c.data.source != "esc50":
+    raise ValueError(f"data.cv_fold applies to the esc50 source, not {c.data.source!r}")
+  if c.model.encoder == "ast" and c.data.sample_rate != 16000:
+    raise ValueError(
+      f"AST's fbank recipe runs at 16000 Hz; set data.sample_rate=16000 (got {c.data.sample_rate})"
+    )
+
+
+def resolve(config: Any, workdir: str | pathlib.Path) -> RunConfig:
+  """`parse(config)` with what derives from the workdir filled in: the pack folder and cross-validation splits."""
+  c = parse(config)
+  d = c.data
+  data_dir = d.dir
+  if not data_dir:
+    name = d.source + (f"-{d.category.replace(',', '_')}" if d.category else "")
+    if d.source != "synthetic":  # the same corpus packed for CNN14 (32 kHz) and for AST (16 kHz) side by side
+      name += f"-{d.sample_rate // 1000}k"
+    name += "-smoke" if c.smoke else ""
+    data_dir = str(pathlib.Path(workdir).absolute().parent / "packed" / name)
+  changes: dict[str, Any] = {"dir": str(pathlib.Path(data_dir).absolute())}
+  if d.cv_fold:
+    folds = [k for k in range(1, 6) if k != d.cv_fold]
+    if c.smoke:  # one training fold is enough to exercise the code path and packs 4x faster
+      folds = folds[:1]
+    changes.update(train_split="+".join(f"fold{k}" for k in folds), eval_split=f"fold{d.cv_fold}")
+  data = dataclasses.replace(d, **changes)
+  probe = c.probe
+  if c.trainer == "simclr":
+    probe = dataclasses.replace(
+      probe, data_dir=str(pathlib.Path(probe.data_dir).absolute()) if probe.data_dir else data.dir
+    )
+  return dataclasses.replace(c, data=data, probe=probe)
+
+
+def replace(c: RunConfig, **sections: Mapping[str, Any]) -> RunConfig:
+  """`c` with fields of sections replaced: `replace(c, data={"clip_seconds": 2.0})`."""
+  return dataclasses.replace(c, **{k: dataclasses.replace(getattr(c, k), **v) for k, v in sections.items()})
+
+
+def model_config(c: RunConfig, num_classes: int, clip_seconds: float | None = None):
+  """The classifier (`models.classifier.ClassifierConfig`) that `c.model` describes, over `num_classes` classes at
+  `c.data.sample_rate`; AST's positional grid is laid out for `clip_seconds` (default `c.data.clip_seconds`)."""
+  from animaljax.models.classifier import ast_config, cnn14_config
+
+  c = parse(c, strict=False)  # a RunConfig as is; a ConfigDict or a saved config.json's dict typed first
+  m = c.model
+  if m.encoder == "ast":
+    seconds = c.data.clip_seconds if clip_seconds is None else clip_seconds
+    return ast_config(num_classes, m.size, seconds, depth=m.depth or None, dtype=m.dtype, remat=m.remat)
+  return cnn14_config(
+    num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype
+  )

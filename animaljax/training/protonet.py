@@ -18,12 +18,10 @@ The head of the classifier exists (the model is the shared `Classifier`) but is 
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -32,17 +30,12 @@ from animaljax.data.loader import make_loader
 from animaljax.losses.prototypical import prototypical_loss
 from animaljax.metrics.fewshot import mean_and_ci95, nearest_prototype_accuracy
 from animaljax.models.classifier import make_model
-from animaljax.training import loop
+from animaljax.training import config as config_lib
+from animaljax.training import loop, setup
 from animaljax.training import workdir as run_dir
-from animaljax.training.state import TrainState, make_optimizer, merge_pretrained
-from animaljax.training.supervised import (
-  _load_init,
-  augment_features,
-  calibrate_batch_stats,
-  ensure_packed,
-  model_config,
-  resolve_config,
-)
+from animaljax.training.config import ProtonetConfig, RunConfig, model_config
+from animaljax.training.report import write_metrics
+from animaljax.training.state import TrainState
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -85,7 +78,7 @@ def episode_accuracies(
 
 
 def few_shot_report(
-  embeddings: np.ndarray, logmel: np.ndarray | None, labels: np.ndarray, p: ml_collections.ConfigDict
+  embeddings: np.ndarray, logmel: np.ndarray | None, labels: np.ndarray, p: ProtonetConfig
 ) -> dict:
   """Accuracy +- CI per `(p.eval_ways, shot)` on `p.eval_classes`, for the embeddings and the log-mel baseline.
 
@@ -113,10 +106,8 @@ def few_shot_report(
 # ----------------------------------------------------------------------------------------------------------------
 # Config
 # ----------------------------------------------------------------------------------------------------------------
-def check_protonet_config(c: ml_collections.ConfigDict, num_classes: int) -> tuple[list[int], list[int]]:
+def check_protonet_config(c: RunConfig, num_classes: int) -> tuple[list[int], list[int]]:
   """(training classes, held-out evaluation classes) after checking `c.protonet`; ValueError on a bad one."""
-  if "protonet" not in c:
-    raise ValueError("trainer 'protonet' needs a config.protonet section (see configs/protonet_esc50.py)")
   p = c.protonet
   held_out = sorted(int(k) for k in p.eval_classes)
   train = sorted(int(k) for k in p.train_classes) or [k for k in range(num_classes) if k not in held_out]
@@ -138,59 +129,9 @@ def check_protonet_config(c: ml_collections.ConfigDict, num_classes: int) -> tup
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Initialisation from another run
-# ----------------------------------------------------------------------------------------------------------------
-def _encoder_subtree(tree: dict, where: str) -> dict:
-  """The `encoder` subtree at the top of `tree` or one level down (a SimCLR state may nest the classifier)."""
-  if "encoder" in tree:
-    return tree["encoder"]
-  for value in tree.values():
-    if isinstance(value, dict) and "encoder" in value:
-      return value["encoder"]
-  raise ValueError(f"no 'encoder' parameters in the checkpoint at {where} (top-level keys: {sorted(tree)})")
-
-
-def load_encoder_from_run(workdir: str | pathlib.Path) -> tuple[dict, dict, str]:
-  """`(encoder params, encoder batch_stats, checkpoint path)` of a training workdir: its `best/` state if it has
-  one, else its latest `checkpoints/` state. Works for any trainer whose model is the shared `Classifier`."""
-  import orbax.checkpoint as ocp
-
-  root = pathlib.Path(workdir).absolute()
-  path = None
-  best = root / "best" / "best.json"
-  if best.is_file():
-    path = root / "best" / str(json.loads(best.read_text())["step"]) / "state"
-  else:
-    steps = sorted(int(d.name) for d in (root / "checkpoints").glob("*") if d.name.isdigit())
-    if steps:
-      path = root / "checkpoints" / str(steps[-1]) / "state"
-  if path is None or not path.is_dir():
-    raise FileNotFoundError(f"{root} holds no finished checkpoint (best/ or checkpoints/<step>/state)")
-  with ocp.StandardCheckpointer() as ckpt:
-    state = ckpt.restore(path)
-  params = _encoder_subtree(dict(state["params"]), str(path))
-  stats = state.get("batch_stats") or {}
-  return params, (_encoder_subtree(dict(stats), str(path)) if stats else {}), str(path)
-
-
-def _init_encoder(c: ml_collections.ConfigDict, params: dict, batch_stats: dict) -> tuple[dict, dict]:
-  """`model.init_from`: a training workdir (supervised / SimCLR / ProtoNet) or a converted PANNs/AST folder."""
-  where = pathlib.Path(c.model.init_from)
-  if (where / "checkpoints").is_dir() or (where / "best").is_dir():
-    enc_params, enc_stats, path = load_encoder_from_run(where)
-    params = merge_pretrained(params, {"encoder": enc_params}, path)
-    if batch_stats and enc_stats:
-      batch_stats = merge_pretrained(batch_stats, {"encoder": enc_stats}, path)
-    return params, batch_stats
-  c = ml_collections.ConfigDict(c.to_dict())
-  c.model.keep_head = False  # the head is never used here; the converted one has AudioSet's 527 classes
-  return _load_init(c, params, batch_stats)
-
-
-# ----------------------------------------------------------------------------------------------------------------
 # Steps
 # ----------------------------------------------------------------------------------------------------------------
-def make_steps(c: ml_collections.ConfigDict, model, tx, lr_fn):
+def make_steps(c: RunConfig, model, tx, lr_fn):
   """Pure train and eval steps for `loop.Task`.
 
   Train batches: `audio (E, N*(K+Q), T)` (support rows first), `label (E, N*(K+Q))` within-episode labels.
@@ -204,7 +145,7 @@ def make_steps(c: ml_collections.ConfigDict, model, tx, lr_fn):
     episodes, rows, length = batch["audio"].shape
 
     def feature_fn(feats: jax.Array, key: jax.Array) -> jax.Array:
-      return augment_features(feats, key, t)
+      return setup.augment_features(feats, key, t)
 
     def loss_fn(params):
       (_, out), updates = model.apply(
@@ -246,34 +187,24 @@ def _episode_rows(batch: dict) -> dict:
   }
 
 
-def write_report(workdir: pathlib.Path, step: int, report: dict) -> None:
-  """`metrics.json` (latest evaluation, replaced atomically) and a line of `eval_log.jsonl`."""
-  record = {"step": step, **report}
-  tmp = workdir / "metrics.json.tmp"
-  tmp.write_text(json.dumps(record, indent=2) + "\n")
-  tmp.replace(workdir / "metrics.json")
-  with open(workdir / "eval_log.jsonl", "a") as f:
-    f.write(json.dumps(record) + "\n")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------------------------
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Trains the encoder on episodes of the training classes; evaluates few-shot on the held-out classes.
 
   Returns:
     The last evaluation's metrics (`few_shot_report`) plus the loop's `step`, `train_loss`, `best`, ...
   """
   workdir = pathlib.Path(workdir).absolute()
-  c = resolve_config(config, workdir)
-  with run_dir.claim(workdir, json.loads(c.to_json()), main_process=jax.process_index() == 0) as started:
+  c = config_lib.resolve(config, workdir)
+  with run_dir.claim(workdir, c.to_dict(), main_process=jax.process_index() == 0) as started:
     return _train(c, workdir, started)
 
 
-def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict:
+def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   """`train_and_evaluate` once the workdir is claimed; `started(step)` writes config.json (run_dir.claim)."""
-  data = ensure_packed(c)
+  data = setup.ensure_packed(c)
   train_classes, held_out = check_protonet_config(c, len(data.class_names))
   if not held_out:
     raise ValueError("protonet.eval_classes is empty: name the held-out classes to evaluate on")
@@ -285,7 +216,7 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
   )  # fmt: skip
   episodes = make_episode_loader(d.dir, d.train_split, episodes_per_batch=per_process, **episode_args)
   train_batches = episodes.dataset.map(_episode_rows)  # still a grain dataset: its iterator checkpoints
-  eval_global = -(-c.eval.batch_size // jax.device_count()) * jax.device_count()
+  eval_global = setup.eval_global_batch(c)
 
   def eval_batches():
     return make_loader(
@@ -294,10 +225,7 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
     )  # fmt: skip
 
   model = make_model(model_config(c, len(data.class_names)))  # the head is built but never trained
-  tx, lr_fn = make_optimizer(
-    optimizer=t.optimizer, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule,
-    weight_decay=t.weight_decay, grad_clip=t.grad_clip,
-  )  # fmt: skip
+  tx, lr_fn = setup.make_tx(c)
   train_step, eval_step = make_steps(c, model, tx, lr_fn)
 
   def init_state() -> TrainState:
@@ -306,11 +234,11 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
     variables = jax.jit(lambda k: model.init({"params": k}, dummy, train=False))(k_params)
     params, batch_stats = variables["params"], variables.get("batch_stats", {})
     if c.model.init_from:
-      params, batch_stats = _init_encoder(c, params, batch_stats)
+      params, batch_stats = setup.start_from(c, params, batch_stats)
     elif batch_stats:  # one whole episode's statistics instead of (0, 1) running values (see supervised)
       first = next(iter(make_episode_loader(d.dir, d.train_split, shard_by_process=False, **episode_args)))
       audio = _episode_rows(first)["audio"]
-      batch_stats = calibrate_batch_stats(
+      batch_stats = setup.calibrate_batch_stats(
         model, params, batch_stats, audio.reshape(-1, audio.shape[-1]), k_state
       )
     return TrainState(
@@ -324,7 +252,7 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
   task = loop.Task(
     init_state=init_state, train_step=train_step, eval_step=eval_step, summarize=summarize,
     train_batches=train_batches, eval_batches=eval_batches,
-    on_eval=lambda step, report: write_report(workdir, step, report),
+    on_eval=lambda step, report: write_metrics(workdir, step, report),
     on_start=started,
   )  # fmt: skip
   clips = p.episodes_per_step * p.n_way * (p.k_shot + p.q_queries)  # an episode's support and query clips

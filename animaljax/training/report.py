@@ -5,6 +5,7 @@
   Only process 0 writes; on the others every call is a no-op, so the loop calls it unconditionally.
 * `plot_confusion_matrix` / `plot_per_class` / `write_charts`: matplotlib figures rendered with the Agg
   canvas (`matplotlib.figure.Figure`, no pyplot: no global state, no display, safe in any thread).
+* `write_metrics`: `metrics.json` (replaced atomically) and a line of `eval_log.jsonl`, for every trainer.
 """
 
 from __future__ import annotations
@@ -17,6 +18,22 @@ import numpy as np
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class.png"
 _MAX_ANNOTATED = 20  # counts are written in the cells up to this many classes; beyond, they are unreadable
+
+
+def write_metrics(workdir: pathlib.Path, step: int, metrics: Mapping, log_skip: Sequence[str] = ()) -> None:
+  """`metrics.json` = `{"step", **metrics}` and the same as a line of `eval_log.jsonl` (less `log_skip` keys).
+
+  `metrics.json` is written to a temporary file and renamed over the old one: the demo and scripts read it
+  while the run goes on, and must never see half a file.
+  """
+  import json
+
+  record = {"step": step, **metrics}
+  tmp = workdir / "metrics.json.tmp"
+  tmp.write_text(json.dumps(record, indent=2) + "\n")
+  tmp.replace(workdir / "metrics.json")
+  with open(workdir / "eval_log.jsonl", "a") as f:
+    f.write(json.dumps({k: v for k, v in record.items() if k not in log_skip}) + "\n")
 
 
 class EventWriter:

@@ -21,13 +21,11 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import pathlib
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import optax
 
@@ -36,18 +34,13 @@ from animaljax.data.loader import make_loader
 from animaljax.losses.contrastive import nt_xent
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import Classifier, ClassifierConfig
-from animaljax.training import loop
+from animaljax.training import config as config_lib
+from animaljax.training import loop, setup
 from animaljax.training import workdir as run_dir
-from animaljax.training.state import TrainState, make_optimizer
-from animaljax.training.supervised import (
-  augment_features,
-  calibrate_batch_stats,
-  ensure_packed,
-  model_config,
-  resolve_config,
-)
+from animaljax.training.config import RunConfig, model_config
+from animaljax.training.report import write_metrics
+from animaljax.training.state import TrainState
 
-_METRICS = ("probe_accuracy", "probe_train_accuracy")
 ENCODER_DIR = "encoder"
 
 
@@ -122,12 +115,12 @@ def make_views(key: jax.Array, audio: jax.Array, vc: ViewConfig, noise_bank: jax
 # ----------------------------------------------------------------------------------------------------------------
 # Steps
 # ----------------------------------------------------------------------------------------------------------------
-def make_steps(c: ml_collections.ConfigDict, model: SimclrModel, tx, lr_fn, vc: ViewConfig, noise_bank):
+def make_steps(c: RunConfig, model: SimclrModel, tx, lr_fn, vc: ViewConfig, noise_bank):
   """The pure train and eval steps for `loop.Task`; the train step never reads `batch["label"]`."""
   t, s = c.train, c.simclr
 
   def feature_fn(feats: jax.Array, key: jax.Array) -> jax.Array:
-    return augment_features(feats, key, t)
+    return setup.augment_features(feats, key, t)
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     k_view, k_drop, k_aug = jax.random.split(jax.random.fold_in(state.rng, state.step), 3)
@@ -229,29 +222,7 @@ def linear_probe(
 # ----------------------------------------------------------------------------------------------------------------
 # Config, data
 # ----------------------------------------------------------------------------------------------------------------
-def _resolve(config: ml_collections.ConfigDict, workdir: pathlib.Path) -> ml_collections.ConfigDict:
-  """`supervised.resolve_config` (data dir, folds, names) plus the SimCLR checks."""
-  metric = config.eval.metric
-  # The supervised checks do not know the probe's metrics; validate the rest with a known one.
-  c = resolve_config(
-    ml_collections.ConfigDict({**config.to_dict(), "eval": {**config.eval.to_dict(), "metric": "accuracy"}}),
-    workdir,
-  )
-  c.eval.metric = metric
-  probe_on = bool(c.probe.train_split and c.probe.eval_split)
-  if probe_on and metric not in _METRICS:
-    raise ValueError(f"unknown eval.metric {metric!r} for SimCLR; valid: {', '.join(_METRICS)}")
-  if c.simclr.view_seconds <= 0 or c.simclr.view_seconds > c.data.clip_seconds:
-    raise ValueError(
-      f"simclr.view_seconds={c.simclr.view_seconds} must be in (0, data.clip_seconds={c.data.clip_seconds}]"
-    )
-  if c.train.batch_size < 2:
-    raise ValueError("SimCLR needs train.batch_size >= 2 (the other clips are the negatives)")
-  c.probe.data_dir = str(pathlib.Path(c.probe.data_dir).absolute()) if c.probe.data_dir else c.data.dir
-  return c
-
-
-def _noise_bank(c: ml_collections.ConfigDict, data, view_samples: int) -> np.ndarray | None:
+def _noise_bank(c: RunConfig, data, view_samples: int) -> np.ndarray | None:
   """Up to `simclr.max_noise_clips` clips of the pack's noise split, (n, view_samples) int16, or None."""
   split = c.simclr.noise_split
   if not split or split not in data.splits or data.num_examples(split) == 0:
@@ -264,20 +235,10 @@ def _noise_bank(c: ml_collections.ConfigDict, data, view_samples: int) -> np.nda
   return first["audio"][first["mask"]]
 
 
-def _write_metrics(workdir: pathlib.Path, step: int, metrics: dict) -> None:
-  """`metrics.json` (atomically: the demo may read it mid-run) and a line of `eval_log.jsonl`."""
-  line = json.dumps({"step": step, **metrics})
-  tmp = workdir / "metrics.json.tmp"
-  tmp.write_text(json.dumps({"step": step, **metrics}, indent=2) + "\n")
-  tmp.replace(workdir / "metrics.json")
-  with open(workdir / "eval_log.jsonl", "a") as f:
-    f.write(line + "\n")
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------------------------
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib.Path) -> dict:
+def train_and_evaluate(config, workdir: str | pathlib.Path) -> dict:
   """Pretrains an encoder with SimCLR as `config` says; resumes if `workdir` holds a checkpoint.
 
   Writes `config.json`, `train_log.jsonl`, `tensorboard/`, `checkpoints/`, and with a probe `eval_log.jsonl`,
@@ -288,15 +249,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str | pathlib
     `train_loss`, `best`, `wall_s`, `probe_accuracy_init` (with `probe.at_init`) and `encoder` (its path).
   """
   workdir = pathlib.Path(workdir).absolute()
-  c = _resolve(config, workdir)
-  with run_dir.claim(workdir, json.loads(c.to_json()), main_process=jax.process_index() == 0) as started:
+  c = config_lib.resolve(config, workdir)
+  if c.trainer != "simclr":
+    raise ValueError(f"config.trainer is {c.trainer!r}; the SimCLR trainer needs trainer='simclr'")
+  with run_dir.claim(workdir, c.to_dict(), main_process=jax.process_index() == 0) as started:
     return _train(c, workdir, started)
 
 
-def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict:
+def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   """`train_and_evaluate` once the workdir is claimed; `started(step)` writes config.json (run_dir.claim)."""
   per_process = loop.check_batch_size(c.train.batch_size)
-  data = ensure_packed(c)
+  data = setup.ensure_packed(c)
   d, t, s, p = c.data, c.train, c.simclr, c.probe
   train_loader = make_loader(
     d.dir, d.train_split, batch_size=per_process, train=True, clip_seconds=d.clip_seconds, seed=t.seed,
@@ -310,15 +273,10 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
 
   # AST's positional grid is laid out for one input length: the views' length. CNNs pool over any length,
   # so the probe sees whole rows.
-  mc = model_config(
-    ml_collections.ConfigDict({**c.to_dict(), "data": {**d.to_dict(), "clip_seconds": s.view_seconds}}), 1
-  )
+  mc = model_config(c, 1, clip_seconds=s.view_seconds)
   probe_seconds = s.view_seconds if isinstance(mc.encoder, AstConfig) else d.clip_seconds
   model = SimclrModel(mc, s.proj_hidden, s.proj_dim)
-  tx, lr_fn = make_optimizer(
-    optimizer=t.optimizer, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule,
-    weight_decay=t.weight_decay, grad_clip=t.grad_clip,
-  )  # fmt: skip
+  tx, lr_fn = setup.make_tx(c)
   train_step, eval_step = make_steps(c, model, tx, lr_fn, vc, noise_bank)
 
   cache: dict = {}
@@ -329,13 +287,15 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
       dummy = jnp.zeros((1, view_samples), jnp.float32)
       variables = jax.jit(lambda k: model.init({"params": k}, dummy, train=False))(k_params)
       params, batch_stats = variables["params"], variables.get("batch_stats", {})
-      if batch_stats:
+      if c.model.init_from:  # continue from converted weights or another run's encoder, as every trainer can
+        params, batch_stats = setup.start_from(c, params, batch_stats)
+      elif batch_stats:
         first = next(iter(make_loader(
           d.dir, d.train_split, batch_size=t.batch_size, train=True, clip_seconds=d.clip_seconds, seed=t.seed,
           shard_by_process=False,
         )))  # fmt: skip
         views = jax.jit(lambda a: make_views(k_cal, a, vc, noise_bank))(first["audio"])
-        batch_stats = calibrate_batch_stats(model, params, batch_stats, views, k_cal)
+        batch_stats = setup.calibrate_batch_stats(model, params, batch_stats, views, k_cal)
       state = TrainState(jnp.zeros((), jnp.int32), params, batch_stats, tx.init(params), k_state)
       cache["state"] = jax.device_get(state)
     return cache["state"]
@@ -348,7 +308,7 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
     probe_data = PackedDataset(p.data_dir)
     n_probe_train = probe_data.num_examples(p.train_split)
     probe_data.num_examples(p.eval_split)  # a clear error now for an unknown split
-    eval_global = -(-c.eval.batch_size // jax.device_count()) * jax.device_count()
+    eval_global = setup.eval_global_batch(c)
 
     def eval_batches():
       # One pass over the probe's train split, then its eval split; padding rows are masked, so the first
@@ -371,7 +331,7 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
   task = loop.Task(
     init_state=init_state, train_step=train_step, eval_step=eval_step, summarize=summarize,
     train_batches=train_loader, eval_batches=eval_batches,
-    on_eval=lambda step, m: _write_metrics(workdir, step, m),
+    on_eval=lambda step, m: write_metrics(workdir, step, m),
     on_start=started,
   )  # fmt: skip
   loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
@@ -385,7 +345,7 @@ def _train(c: ml_collections.ConfigDict, workdir: pathlib.Path, started) -> dict
     state0 = jax.device_put(init_state(), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
     init_metrics = loop.evaluate(task, state0, jax.jit(eval_step), mesh)
     if jax.process_index() == 0:
-      _write_metrics(workdir, 0, init_metrics)
+      write_metrics(workdir, 0, init_metrics)
   result = loop.run(task, loop_cfg, workdir)
   encoder = export_encoder(workdir, mc, init_state())
   if init_metrics is not None:

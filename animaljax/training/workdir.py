@@ -1,6 +1,10 @@
-"""A run's folder as the trainers claim it: one run at a time, and a resume never breaks what is already there.
+"""A run's folder: reading a finished run (config, state, encoder) and claiming one for training.
 
-`claim(workdir, config)` is the first thing every trainer does:
+Reading (what inference, export and `model.init_from` use; the one place that knows a run's layout):
+`read_config(workdir)` -> the typed `RunConfig`, `state_dir(workdir)` -> the checkpoint to use (best, else the
+newest periodic one), `read_encoder(workdir)` -> the encoder's parameters and BatchNorm statistics.
+
+Claiming: `claim(workdir, config)` is the first thing every trainer does:
 
 * **lock**: an exclusive `fcntl.flock` on `<workdir>/run.lock` (process 0 only; the other processes of a
   multi-host run share process 0's workdir). The kernel drops it when the process dies, so a SIGKILLed run
@@ -42,6 +46,66 @@ RESUMABLE = frozenset({
 
 class WorkdirError(ValueError):
   """The workdir cannot be used for this run (busy, or holding a run this config cannot continue)."""
+
+
+# ------------------------------------------------------------------------------------------------------ reading
+def is_run(path: str | os.PathLike) -> bool:
+  """True for a training workdir (`config.json` with checkpoints or a best state)."""
+  path = pathlib.Path(path)
+  return (path / CONFIG_JSON).is_file() and holds_run(path)
+
+
+def read_config(workdir: str | os.PathLike):
+  """The run's `config.json` as a `training.config.RunConfig` (keys of other versions ignored)."""
+  from animaljax.training import config as config_lib
+
+  path = pathlib.Path(workdir) / CONFIG_JSON
+  try:
+    saved = json.loads(path.read_text())
+  except FileNotFoundError:
+    raise FileNotFoundError(f"{workdir} is not a training workdir (no {CONFIG_JSON})") from None
+  except (ValueError, UnicodeDecodeError) as err:
+    raise WorkdirError(f"{path} is damaged: {err}") from None
+  return config_lib.parse(saved, strict=False)
+
+
+def state_dir(workdir: str | os.PathLike) -> pathlib.Path:
+  """`best/<step>/state` if the run has a best checkpoint, else its newest `checkpoints/<step>/state`."""
+  root = pathlib.Path(workdir).absolute()
+  for sub in ("best", "checkpoints"):
+    steps = sorted(
+      (int(p.name) for p in (root / sub).glob("*") if p.name.isdigit() and (p / "state").is_dir()),
+      reverse=True,
+    )
+    if steps:
+      return root / sub / str(steps[0]) / "state"
+  raise FileNotFoundError(f"training workdir {root} has no finished checkpoint under best/ or checkpoints/")
+
+
+def _encoder_subtree(tree: dict, where: str) -> dict:
+  """The `encoder` subtree at the top of `tree` or one level down (a state may nest the classifier)."""
+  if "encoder" in tree:
+    return tree["encoder"]
+  for value in tree.values():
+    if isinstance(value, dict) and "encoder" in value:
+      return value["encoder"]
+  raise ValueError(f"no 'encoder' parameters in the checkpoint at {where} (top-level keys: {sorted(tree)})")
+
+
+def read_encoder(workdir: str | os.PathLike) -> tuple[dict, dict, str]:
+  """`(encoder params, encoder batch_stats, checkpoint path)` of a run's `state_dir` (any trainer: every model
+  is, or shares its scope with, the one `Classifier`)."""
+  import orbax.checkpoint as ocp
+
+  path = state_dir(workdir)
+  with ocp.StandardCheckpointer() as ckpt:
+    state = ckpt.restore(path)
+  params = _encoder_subtree(dict(state["params"]), str(path))
+  stats = state.get("batch_stats") or {}
+  return params, (_encoder_subtree(dict(stats), str(path)) if stats else {}), str(path)
+
+
+# ----------------------------------------------------------------------------------------------------- claiming
 
 
 def flatten(tree: Any, prefix: str = "") -> dict[str, Any]:

@@ -14,6 +14,7 @@ from animaljax.data.episodes import draw_episode, examples_by_class
 from animaljax.losses.prototypical import prototypical_loss
 from animaljax.metrics.fewshot import mean_and_ci95
 from animaljax.training import protonet
+from animaljax.training.workdir import read_encoder
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # configs/ is imported as `configs`, as the CLI does
@@ -43,9 +44,7 @@ def test_prototypical_loss_matches_numpy(n_way, k_shot, n_query):
     loss, acc = fn(support, support_label, query, query_label, n_way)
     np.testing.assert_allclose(float(loss), want_loss, rtol=1e-5)
     assert float(acc) == pytest.approx(want_acc)
-  grads = jax.grad(lambda s: prototypical_loss(s, support_label, query, query_label, n_way)[0])(
-    support
-  )
+  grads = jax.grad(lambda s: prototypical_loss(s, support_label, query, query_label, n_way)[0])(support)
   assert np.all(np.isfinite(grads)) and np.abs(grads).sum() > 0
 
 
@@ -107,7 +106,7 @@ def test_smoke_run_and_init_from_the_run(tmp_path):
   assert all(np.isfinite(r["loss"]) for r in log)
 
   # A second run starts from the first run's encoder (its best checkpoint) and changes nothing else.
-  params, stats, path = protonet.load_encoder_from_run(tmp_path / "run")
+  params, stats, path = read_encoder(tmp_path / "run")
   assert "best" in path and params and stats
   c2 = protonet_esc50.get_config("smoke")
   c2.data.dir, c2.model.init_from, c2.train.lr = str(tmp_path / "packed"), str(tmp_path / "run"), 0.0

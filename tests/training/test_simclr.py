@@ -87,7 +87,7 @@ from configs import simclr_folder
 from animaljax.losses.contrastive import nt_xent
 from animaljax.training import simclr
 from animaljax.training.state import TrainState, make_optimizer
-from animaljax.training.supervised import model_config
+from animaljax.training.config import model_config
 
 assert jax.device_count() == 8, jax.devices()
 c = simclr_folder.get_config("smoke")
@@ -222,8 +222,8 @@ def test_exported_encoder_loads_into_a_supervised_model_via_init_from(cli_run):
 
   from animaljax.models.classifier import make_model
   from animaljax.models.pretrained import load_converted
+  from animaljax.training.config import model_config
   from animaljax.training.state import merge_pretrained
-  from animaljax.training.supervised import model_config
 
   _, variables = load_converted(cli_run / "encoder", keep_head=False)
   assert set(variables["params"]) == {"encoder"} and set(variables["batch_stats"]) == {"encoder"}

@@ -1,0 +1,154 @@
+"""What every trainer does before its loop: optimizer, evaluation batch, weights to start from, BatchNorm calibration.
+
+The three trainers (supervised, SimCLR, ProtoNet) differ in their model, steps and evaluation; everything here
+is the same for all of them, so it lives once:
+
+* `make_tx(c)`: the optimizer and learning-rate schedule of `c.train`;
+* `eval_global_batch(c)`: `c.eval.batch_size` rounded up to the device count (padding rows are masked);
+* `start_from(c, params, batch_stats)`: `model.init_from` for every trainer, from a converted PANNs/AST dir
+  (`python -m animaljax.convert`; `model.keep_head` also takes its head), a training workdir of any trainer
+  (its best state's encoder) or a SimCLR run's `encoder/` (a converted dir);
+* `ensure_packed(c)`: the pack at `c.data.dir`, packed on first use (process 0 packs, the others wait);
+* `augment_features`: SpecAugment as `c.train` configures it, every trainer's feature hook;
+* `calibrate_batch_stats`: BatchNorm running statistics from one training batch.
+"""
+
+from __future__ import annotations
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from animaljax.augment import spec_augment
+from animaljax.data.loader import PackedDataset
+from animaljax.training import workdir as run_dir
+from animaljax.training.config import RunConfig, TrainConfig
+from animaljax.training.state import make_optimizer, merge_pretrained
+
+
+def _source_kwargs(c: RunConfig) -> dict:
+  """The `make_source` arguments of `c.data` (the one translation `pack` uses too: `data.sources.source_kwargs`)."""
+  from animaljax.data.sources import CONFIG_NAMES, source_kwargs
+
+  d = c.data
+  folds = None
+  if c.smoke and d.source == "esc50":  # only the folds the smoke run reads: packs 4x faster
+    folds = sorted({int(s[4:]) for s in f"{d.train_split}+{d.eval_split}".split("+")})
+  return source_kwargs(
+    d.source, root=d.root, category=d.category, seed=c.train.seed, folds=folds,
+    synthetic_classes=d.synthetic_classes, synthetic_clips_per_class=d.synthetic_clips_per_class,
+    synthetic_clip_seconds=d.synthetic_clip_seconds, names=CONFIG_NAMES,
+  )  # fmt: skip
+
+
+def ensure_packed(c: RunConfig) -> PackedDataset:
+  """The packed dataset at `c.data.dir`, packing it first if it is missing and `pack_on_first_use` is set."""
+  from animaljax.data.sources import make_source
+
+  d = c.data
+  path = pathlib.Path(d.dir)
+  if not (path / "summary.json").is_file():
+    if not d.pack_on_first_use:
+      raise FileNotFoundError(
+        f"no packed dataset at {path}; pack it with `python -m animaljax.pack --source {d.source} "
+        f"{'--root <corpus> ' if d.source != 'synthetic' else ''}--sample-rate {d.sample_rate} --out {path}` "
+        "or set data.pack_on_first_use=True"
+      )
+    from animaljax.data.packing import pack
+    from animaljax.training import distributed
+
+    # Several processes: process 0 packs into the (shared) folder while the others wait for it.
+    distributed.on_process_zero(
+      f"pack:{path}",
+      lambda: pack(
+        make_source(d.source, **_source_kwargs(c)), path, sample_rate=d.sample_rate, clip_mode=d.clip_mode,
+        window_seconds=d.window_seconds, file_format=d.file_format, progress=True,
+      ),
+    )  # fmt: skip
+    if not (path / "summary.json").is_file():
+      raise FileNotFoundError(
+        f"process 0 packed {path} but process {jax.process_index()} cannot see it: put data.dir (or the "
+        "workdir) on a filesystem every host shares, or pack the same folder on every host first"
+      )
+  data = PackedDataset(path)
+  if data.sample_rate != d.sample_rate:
+    raise ValueError(
+      f"{path} is packed at {data.sample_rate} Hz but data.sample_rate={d.sample_rate}; set data.sample_rate to "
+      "match or point data.dir at another folder (the model's front end needs the pack's rate)"
+    )
+  return data
+
+
+def augment_features(feats: jax.Array, key: jax.Array, t: TrainConfig) -> jax.Array:
+  """SpecAugment as `train` configures it (identity when `t.specaugment` is off); every trainer's feature_fn."""
+  if not t.specaugment:
+    return feats
+  return spec_augment(
+    key, feats, time_masks=t.time_masks, time_width=t.time_width, freq_masks=t.freq_masks,
+    freq_width=t.freq_width,
+  )  # fmt: skip
+
+
+def make_tx(c: RunConfig):
+  """`(optax transformation, lr schedule)` of `c.train`."""
+  t = c.train
+  return make_optimizer(
+    optimizer=t.optimizer, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule,
+    weight_decay=t.weight_decay, grad_clip=t.grad_clip,
+  )  # fmt: skip
+
+
+def eval_global_batch(c: RunConfig) -> int:
+  """The global evaluation batch: `eval.batch_size` rounded up to a multiple of the device count."""
+  return -(-c.eval.batch_size // jax.device_count()) * jax.device_count()
+
+
+def start_from(c: RunConfig, params: dict, batch_stats: dict) -> tuple[dict, dict]:
+  """`params`/`batch_stats` with the weights at `c.model.init_from` written over them (see the module docstring).
+
+  Every trainer's model keeps the classifier's `encoder` (and `head`) at the top of its parameters, so one
+  merge serves them all; leaves the source does not have (a new head, SimCLR's projection) keep their values.
+  """
+  from animaljax.models.pretrained import load_converted
+
+  where = pathlib.Path(c.model.init_from)
+  if run_dir.is_run(where):
+    enc_params, enc_stats, path = run_dir.read_encoder(where)
+    params = merge_pretrained(params, {"encoder": enc_params}, path)
+    if batch_stats and enc_stats:
+      batch_stats = merge_pretrained(batch_stats, {"encoder": enc_stats}, path)
+    return params, batch_stats
+  if not (where / "model.json").is_file():
+    raise FileNotFoundError(
+      f"model.init_from={str(where)!r} is neither a converted model (model.json; python -m animaljax.convert) nor "
+      "a training workdir (config.json and checkpoints)"
+    )
+  _, variables = load_converted(where, keep_head=c.model.keep_head)
+  params = merge_pretrained(params, variables["params"], str(where))
+  if batch_stats:
+    batch_stats = merge_pretrained(batch_stats, variables.get("batch_stats", {}), str(where))
+  return params, batch_stats
+
+
+def calibrate_batch_stats(model, params: dict, batch_stats: dict, audio: np.ndarray, key: jax.Array) -> dict:
+  """BatchNorm running statistics set to the statistics of one training batch `audio` (batch, time).
+
+  Running averages start at (mean 0, var 1) while log-mel inputs sit near -60 dB, so a short run (the
+  quickstart, smoke tests) would evaluate with badly biased statistics for hundreds of steps. One train-mode
+  pass from running values 0 and one from 1 give `m * old + (1 - m) * batch` at both ends, which yields the
+  batch statistics without knowing the layers' momentum `m`. Every process sees the same (global) batch.
+  """
+
+  @jax.jit
+  def updated(fill: float) -> dict:
+    start = jax.tree.map(lambda x: jnp.full_like(x, fill), batch_stats)
+    _, upd = model.apply(
+      {"params": params, "batch_stats": start}, audio, train=True, rngs={"dropout": key, "augment": key},
+      mutable=["batch_stats"],
+    )  # fmt: skip
+    return upd["batch_stats"]
+
+  from_zero, from_one = updated(0.0), updated(1.0)
+  return jax.tree.map(lambda n0, n1: n0 / jnp.maximum(1.0 - (n1 - n0), 1e-6), from_zero, from_one)
