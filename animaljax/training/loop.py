@@ -36,7 +36,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
-from animaljax.checkpoint import Checkpointer
+from animaljax.training.checkpoint import Checkpointer
 from animaljax.training.distributed import gather_rows
 from animaljax.training.report import EventWriter
 

@@ -336,7 +336,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   )  # fmt: skip
   loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
 
-  from animaljax.checkpoint import Checkpointer
+  from animaljax.training.checkpoint import Checkpointer
 
   init_metrics = None
   fresh = Checkpointer(workdir, every_steps=1, keep=1).latest_step() is None
@@ -362,7 +362,7 @@ def export_encoder(
   it (orbax restores and saves collectively)."""
   import orbax.checkpoint as ocp
 
-  from animaljax.checkpoint import Checkpointer
+  from animaljax.training.checkpoint import Checkpointer
   from animaljax.models.pretrained import save_converted
 
   ckpt = Checkpointer(workdir, every_steps=1, keep=1, async_save=False)

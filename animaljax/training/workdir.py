@@ -69,6 +69,13 @@ def read_config(workdir: str | os.PathLike):
   return config_lib.parse(saved, strict=False)
 
 
+def model_config(workdir: str | os.PathLike, num_classes: int):
+  """The classifier config (`models.classifier.ClassifierConfig`) the run at `workdir` trains."""
+  from animaljax.training import config as config_lib
+
+  return config_lib.model_config(read_config(workdir), num_classes)
+
+
 def state_dir(workdir: str | os.PathLike) -> pathlib.Path:
   """`best/<step>/state` if the run has a best checkpoint, else its newest `checkpoints/<step>/state`."""
   root = pathlib.Path(workdir).absolute()

@@ -157,7 +157,7 @@ def test_killed_run_resumes_to_the_same_parameters_and_data_order(packed, tmp_pa
 def test_non_finite_loss_stops_naming_the_step_and_never_saves_nan(packed, tmp_path):
   import jax
 
-  from animaljax.training import NonFiniteLossError
+  from animaljax.training.loop import NonFiniteLossError
   from animaljax.training.supervised import train_and_evaluate
 
   c = smoke_config(
