@@ -362,8 +362,8 @@ def export_encoder(
   it (orbax restores and saves collectively)."""
   import orbax.checkpoint as ocp
 
-  from animaljax.training.checkpoint import Checkpointer
   from animaljax.models.pretrained import save_converted
+  from animaljax.training.checkpoint import Checkpointer
 
   ckpt = Checkpointer(workdir, every_steps=1, keep=1, async_save=False)
   try:
