@@ -127,14 +127,6 @@ class Checkpointer:
       }
       (self.workdir / "best" / "best.json").write_text(json.dumps(info, indent=2) + "\n")
 
-  def restore_best(self, state: Any) -> Any:
-    """The best state, restored onto `state`'s shapes and shardings."""
-    step = self.best_manager.latest_step()
-    if step is None:
-      raise FileNotFoundError(f"no best checkpoint under {self.workdir / 'best'}")
-    args = ocp.args.Composite(state=ocp.args.StandardRestore(_abstract(state)))
-    return self.best_manager.restore(step, args=args)["state"]
-
   # ----------------------------------------------------------------------------------------------- close
   def wait(self) -> None:
     self.manager.wait_until_finished()

@@ -1,6 +1,6 @@
 """The one training loop: mesh, sharded batches, the jitted step, logging, evaluation, checkpoints, resume.
 
-A trainer (supervised now; SimCLR and ProtoNet later) supplies a `Task`: how to build the initial state, a
+A trainer (supervised, SimCLR, ProtoNet) supplies a `Task`: how to build the initial state, a
 pure train step, a pure eval step and a host-side summary of the evaluation outputs. `run` does the rest:
 
 * a `jax.sharding.Mesh` over every device with one `data` axis; each batch is sharded along it
