@@ -103,6 +103,10 @@ def _parse_flags(argv: list[str]) -> list[str]:
     sys.path.insert(0, str(root))
   try:
     return flags.FLAGS(argv)
+  except SystemExit:
+    if {"-h", "--help", "--helpshort", "--helpfull", "-?"} & set(argv):  # absl exits 1 after printing help
+      sys.exit(0)
+    raise
   except Exception as err:  # noqa: BLE001 - a config file may raise anything; it is still the user's input
     if cli.debug_requested(argv):
       traceback.print_exc()
