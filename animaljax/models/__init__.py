@@ -1,7 +1,8 @@
 """Flax linen models: PANNs CNN6/10/14 and AST encoders, and the waveform classifier that wraps them.
 
-linen, not NNX: parameters are plain pytrees, so jit/donation/sharding, orbax, `jax.export` and the weight
-converter work on dicts with no split/merge step.
+Why flax **linen**, not NNX (said once, here): parameters and BatchNorm statistics are plain nested dicts, so
+jit with donation, sharding, orbax checkpoints, `jax.export` and the PANNs/AST weight converter all work on
+pytrees with no split/merge step (NNX needs `nnx.split`/`nnx.merge` at every such boundary).
 """
 
 from animaljax.models.ast import Ast, AstConfig, patch_grid, resize_pos_embed

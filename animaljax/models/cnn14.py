@@ -4,10 +4,6 @@ The encoder takes log-mel features `(batch, frames, mels)` from the front end an
 `"embedding"` (the ReLU output of `fc1`, before PANNs' last dropout, which the classifier applies before its
 head). PANNs' `bn0` (BatchNorm over mel bins as channels) lives here, so the front end stays parameter-free.
 
-Written with flax **linen**: its parameters and BatchNorm statistics are plain nested dicts, so jit with
-donation, sharding, orbax checkpoints, `jax.export` and the PANNs/AST weight converter all work on pytrees
-with no split/merge step (the NNX alternative needs `nnx.split`/`nnx.merge` at every such boundary).
-
 Parameter tree (the converter maps PANNs keys onto exactly these names):
   `bn0/{scale,bias}` (+ batch_stats `bn0/{mean,var}`),
   `conv_block{i}/{conv1/kernel, bn1, conv2/kernel, bn2}` (CNN6: `conv1` (5x5) + `bn1` only), `fc1/{kernel,bias}`.
