@@ -1,10 +1,11 @@
 """Convert a published PANNs or AST PyTorch checkpoint into a converted model directory.
 
-  python -m animaljax.convert panns --checkpoint Cnn14_mAP=0.431.pth --out ckpt/cnn14_audioset
-  python -m animaljax.convert ast --checkpoint audioset_10_10_0.4593.pth --out ckpt/ast --input-frames 512
+  python -m animaljax.convert panns --checkpoint Cnn14_mAP=0.431.pth --out converted/cnn14
+  python -m animaljax.convert ast --checkpoint audioset_10_10_0.4593.pth --out converted/ast --input-frames 512
 
 The directory holds `model.json` and an orbax checkpoint of the variables; read it with
-`animaljax.models.pretrained.load_converted`. The mapping itself lives in `animaljax.models.torch_weights`.
+`animaljax.models.pretrained.load_converted` (the conversion is `pretrained.convert`; the weight mapping
+itself lives in `animaljax.models.torch_weights`).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import json
 import sys
 
 from animaljax import cli
-from animaljax.models import pretrained, torch_weights
+from animaljax.models import pretrained
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,20 +45,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
   """Converts as the parsed arguments say; returns the exit status."""
-  pretrained.check_converted_out(args.out, force=args.force)  # before the (slow) conversion
   try:
-    config, variables, detected = torch_weights.convert_checkpoint(
-      args.checkpoint,
-      args.kind,
-      keep_head=args.keep_head,
-      sample_rate=args.sample_rate,
-      input_frames=args.input_frames,
-    )
+    root, detected = pretrained.convert(
+      args.checkpoint, args.kind, args.out, keep_head=args.keep_head, sample_rate=args.sample_rate,
+      input_frames=args.input_frames, variant=args.variant, force=args.force,
+    )  # fmt: skip
   except ImportError as err:  # torch is an optional extra: a setup step the user can take
     raise cli.UserError(str(err)) from err
-  if args.variant and detected.get("variant") != args.variant:
-    raise cli.UserError(f"asked for {args.variant}, the checkpoint is {detected.get('variant')}")
-  root = pretrained.save_converted(args.out, config, variables, detected=detected, force=args.force)
   print(f"detected: {json.dumps(detected)}")
   print(f"wrote {root}")
   return 0

@@ -5,8 +5,9 @@
   python -m animaljax.enroll remove --model DIR --name "Red fox"
   python -m animaljax.enroll classify --model DIR clip.wav [more.wav ...] [--top-k 5]
 
-DIR is a model dir (`model.json` + `variables/`) or a training workdir; the species live in DIR/species/.
-`--json` prints machine-readable output. Exit status 2 on a usage or data error (bad file, bad name, ...).
+DIR is an exported bundle (`python -m animaljax.export`), a converted model dir (`model.json` + `variables/`) or
+a training workdir; the species live in DIR/species/ (`animaljax.fewshot`). `--json` prints machine-readable
+output. Exit status 2 on a usage or data error (bad file, bad name, ...).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import sys
 
 from animaljax import cli
 from animaljax.fewshot import enrol
+from animaljax.inference import load_predictor
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -53,9 +55,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> object:
   """Executes a parsed command; returns what it prints (as JSON-able data)."""
-  from animaljax.predictor import Predictor
-
-  predictor = Predictor.load(args.model)
+  predictor = load_predictor(args.model)
   if args.command == "add":
     s = enrol.enroll(
       predictor, args.name, args.files, merge=args.merge, threshold=args.threshold, margin=args.margin

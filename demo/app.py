@@ -33,8 +33,8 @@ if not __package__:  # `python demo/app.py`: make the repo root importable, as `
 import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
-from animaljax import export  # noqa: E402
-from animaljax.predictor import Predictor  # noqa: E402
+from animaljax.bundle.format import MANIFEST, BundleError  # noqa: E402
+from animaljax.inference import Predictor, load_bundle  # noqa: E402
 from demo import plots, service  # noqa: E402
 from demo.service import DemoError, Limits  # noqa: E402
 
@@ -52,8 +52,8 @@ def newest_bundle(root: str | os.PathLike = EXPORTED) -> pathlib.Path | None:
   root = pathlib.Path(root)
   if not root.is_dir():
     return None
-  bundles = [p for p in root.iterdir() if not p.name.startswith(".") and (p / export.MANIFEST).is_file()]
-  return max(bundles, key=lambda p: (p / export.MANIFEST).stat().st_mtime, default=None)
+  bundles = [p for p in root.iterdir() if not p.name.startswith(".") and (p / MANIFEST).is_file()]
+  return max(bundles, key=lambda p: (p / MANIFEST).stat().st_mtime, default=None)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -272,8 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     return 2
   try:
-    predictor = export.load(model)
-  except export.ExportError as err:
+    predictor = load_bundle(model)
+  except BundleError as err:
     print(f"cannot load the model: {err}\nexport one with: {EXPORT_HINT}", file=sys.stderr)
     return 2
   predictor.analyse([np.zeros(predictor.clip_samples, np.float32)])  # compile now, not on the first request

@@ -1,6 +1,6 @@
 """What the web demo does, minus the web: check uploads, classify with a per-window timeline, enrol, describe.
 
-Every function takes a loaded `animaljax.predictor.Predictor` and plain paths/arrays and returns plain data,
+Every function takes a loaded `animaljax.inference.Predictor` and plain paths/arrays and returns plain data,
 so `demo/app.py` only lays out widgets and turns `DemoError` into a message on the page. The work itself is the
 library's: `Predictor.analyse` (windows, forward pass) and `fewshot.enrol.rank` / `enroll` / `remove_species`,
 the same calls the `animaljax.enroll` CLI makes.
@@ -23,7 +23,7 @@ import numpy as np
 from animaljax.audio.io import AudioError, audio_info, load_audio
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import StoreError
-from animaljax.predictor import Predictor
+from animaljax.inference import Predictor
 
 
 class DemoError(Exception):

@@ -12,7 +12,7 @@ JSON.
 
 Bundles made here have random weights (latency does not depend on the weights): a full-size CNN14 (10-class
 head, 32 kHz, 5 s window) and a CNN6 at 1/8 width (16 kHz, 2 s window), each exported with
-`animaljax.export.export_bundle`.
+`animaljax.bundle.export_bundle`.
 """
 
 from __future__ import annotations
@@ -44,16 +44,16 @@ def make_bundle(
   """A random-weight classifier (10 classes) exported as a bundle at `out`."""
   import jax
 
-  from animaljax import export
+  from animaljax.bundle import export_bundle
+  from animaljax.inference import Predictor
   from animaljax.models.classifier import cnn14_config, make_model
-  from animaljax.predictor import Predictor
 
   config = cnn14_config(10, sample_rate, width, variant=variant, dropout=False)
   wave = np.zeros((1, int(clip_seconds * sample_rate)), np.float32)
   variables = make_model(config).init(jax.random.key(0), wave, train=False)
   labels = [f"class_{i}" for i in range(10)]
   predictor = Predictor(config, dict(variables), labels, clip_seconds=clip_seconds)
-  return export.export_bundle(predictor, out, overwrite=True)
+  return export_bundle(predictor, out, overwrite=True)
 
 
 def clip_file(tmp: pathlib.Path) -> tuple[str, str]:
@@ -85,7 +85,7 @@ def bench_bundle(bundle: pathlib.Path, clip: str, args) -> dict:
   """Starts the demo on `bundle`, measures, stops it."""
   from gradio_client import Client, handle_file
 
-  from animaljax import export
+  from animaljax.inference import load_bundle
 
   port = free_port()
   cmd = [sys.executable, str(REPO / "demo" / "app.py"), "--model", str(bundle), "--port", str(port),
@@ -125,7 +125,7 @@ def bench_bundle(bundle: pathlib.Path, clip: str, args) -> dict:
     server.terminate()
     server.wait(timeout=60)
 
-  predictor = export.load(bundle)
+  predictor = load_bundle(bundle)
   for _ in range(args.warmup):
     predictor.classify(clip)
   in_process = []

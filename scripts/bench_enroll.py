@@ -3,7 +3,7 @@
   python scripts/bench_enroll.py [--runs 5] [--sample-rate 32000]
 
 The model is a full CNN14 (80 M parameters) exported to a bundle (`animaljax.export`) and loaded with
-`animaljax.export.load`, as the CLI and the demo load it (serialised `jax.export` forward). Prints the first
+`animaljax.inference.load_bundle`, as the CLI and the demo load it (serialised `jax.export` forward). Prints the first
 enrolment (it pays the XLA compilation, once per process) and the warm ones, each split into decoding the
 clips, the model's forward pass and the rest (leave-one-out threshold, atomic store write), and finally one
 JSON line with the medians.
@@ -22,8 +22,8 @@ import jax.numpy as jnp
 import numpy as np
 import soundfile as sf
 
-from animaljax import export
 from animaljax.fewshot import enrol
+from animaljax.inference import export_model, load_bundle
 from animaljax.models.classifier import cnn14_config, make_model
 from animaljax.models.pretrained import save_converted
 
@@ -38,9 +38,9 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     variables = make_model(config).init(jax.random.PRNGKey(0), jnp.zeros((1, sr)), train=False)
     save_converted(f"{tmp}/cnn14", config, variables)
-    export.export_bundle(f"{tmp}/cnn14", f"{tmp}/bundle")
+    export_model(f"{tmp}/cnn14", f"{tmp}/bundle")
     t = time.perf_counter()
-    predictor = export.load(f"{tmp}/bundle")
+    predictor = load_bundle(f"{tmp}/bundle")
     print(
       f"bundle load: {time.perf_counter() - t:.2f} s  (CNN14 at {sr} Hz, embedding {predictor.embed_dim})"
     )

@@ -9,7 +9,7 @@ For each model (random weights: the speed does not depend on them), exports a bu
     --batch-size, compiled beforehand), i.e. what `python -m animaljax.predict` adds on top of decoding;
   * end to end: `Predictor.scan` of the file (decoding the next file overlaps the model in a thread, but with
     one file there is nothing to overlap), compilation excluded;
-  * start-up, in fresh processes with no compilation cache: import + `export.load` + first prediction of one
+  * start-up, in fresh processes with no compilation cache: import + `load_bundle` + first prediction of one
     window, through the serialised `jax.export` function and through the Flax model.
 Throughput figures are the best of --repeats runs, start-up figures the median of --repeats processes.
 Prints a Markdown table (hours of audio per minute = audio hours / wall minutes).
@@ -33,10 +33,10 @@ import soundfile as sf
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animaljax import export  # noqa: E402
 from animaljax.audio.io import load_audio  # noqa: E402
+from animaljax.bundle import export_bundle  # noqa: E402
+from animaljax.inference import Predictor, load_bundle  # noqa: E402
 from animaljax.models.classifier import cnn14_config, make_model  # noqa: E402
-from animaljax.predictor import Predictor  # noqa: E402
 
 SR = 32000
 WINDOW_S = 10.0
@@ -48,8 +48,8 @@ MODELS = {
 STARTUP = """
 import time; t0 = time.perf_counter()
 import numpy as np
-from animaljax import export
-p = export.load({path!r}, use_exported={exported})
+from animaljax.inference import load_bundle
+p = load_bundle({path!r}, use_exported={exported})
 t1 = time.perf_counter()
 x = np.random.default_rng(0).normal(0, 0.1, (1, p.clip_samples)).astype(np.float32)
 np.asarray(p.logits(x))
@@ -75,7 +75,7 @@ def make_bundle(name: str, out: pathlib.Path) -> tuple[pathlib.Path, int, float]
   predictor = Predictor(config, variables, [f"class_{i}" for i in range(10)], clip_seconds=WINDOW_S)
   params = sum(x.size for x in jax.tree.leaves(variables["params"]))
   t = time.perf_counter()
-  export.export_bundle(predictor, out, overwrite=True)
+  export_bundle(predictor, out, overwrite=True)
   return out, params, time.perf_counter() - t
 
 
@@ -115,7 +115,7 @@ def main() -> None:
     rows = []
     for name in args.models.split(","):
       bundle, params, export_s = make_bundle(name, tmp / name)
-      p = export.load(bundle)
+      p = load_bundle(bundle)
       windows = p.windows(wave)
       p.run_windows(windows[: args.batch_size])  # compile the full batch and the padded tail's shape
       p.run_windows(windows[: len(windows) % args.batch_size or args.batch_size])

@@ -1,4 +1,4 @@
-"""Accuracy and size of the TFLite pipelines of `animaljax.export.write_tflite` against the Flax model.
+"""Accuracy and size of the TFLite pipelines of `animaljax.bundle.tflite.write_tflite` against the Flax model.
 
   python scripts/bench_tflite.py --model exported/quickstart            # a bundle, model dir or workdir
   python scripts/bench_tflite.py --random cnn14 --sample-rate 32000 --clip-seconds 10 --clips-per-class 2
@@ -25,15 +25,15 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from animaljax import export  # noqa: E402
+from animaljax.bundle import tflite  # noqa: E402
 from animaljax.data.sources.synthetic import CLASS_KINDS, synthesize  # noqa: E402
+from animaljax.inference import Predictor, load_predictor  # noqa: E402
 from animaljax.models.classifier import cnn14_config, make_model  # noqa: E402
-from animaljax.predictor import Predictor  # noqa: E402
 
 
 def _predictor(args) -> Predictor:
   if args.model:
-    return Predictor.load(args.model)
+    return load_predictor(args.model)
   config = cnn14_config(args.num_classes, args.sample_rate, variant=args.random)
   n = round(args.clip_seconds * args.sample_rate)
   variables = jax.jit(make_model(config).init)(jax.random.key(0), np.zeros((1, n), np.float32))
@@ -45,7 +45,7 @@ def _one_file_int8(p: Predictor, path: pathlib.Path) -> None:
   import tensorflow as tf
   from jax.experimental import jax2tf
 
-  _, _, whole = export._split_forward(p)
+  _, _, whole = tflite.split_forward(p)
   spec = tf.TensorSpec((1, p.clip_samples), tf.float32, name="wave")
   fn = tf.function(jax2tf.convert(whole), autograph=False, input_signature=[spec])
   converter = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
@@ -77,7 +77,7 @@ def main() -> None:
   with tempfile.TemporaryDirectory() as tmp:
     out = pathlib.Path(tmp)
     t0 = time.perf_counter()
-    entry = export.write_tflite(p, out)
+    entry = tflite.write_tflite(p, out)
     convert_s = time.perf_counter() - t0
     pipelines = dict(entry["files"])
     if args.one_file_int8:
@@ -91,7 +91,7 @@ def main() -> None:
     )
     print("| --- | --- | --- | --- | --- | --- |")
     for kind, files in pipelines.items():
-      run = export.tflite_forward([out / f for f in files], p.config.num_classes)
+      run = tflite.tflite_forward([out / f for f in files], p.config.num_classes)
       run(x[:1])  # warm-up
       t0 = time.perf_counter()
       logits, emb = run(x)

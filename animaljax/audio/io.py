@@ -36,10 +36,13 @@ _CHUNK_MISMATCH = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)"
 _STREAMING_SIZES = (0, 0xFFFFFFFF, 0xFFFFFFFF - 1)
 
 
-class AudioError(ValueError):
-  """A file that cannot be used as audio; `str(err)` is `"<path>: <reason>"`.
+class PathError(ValueError):
+  """A file or folder that cannot be used; `str(err)` is `"<path>: <reason>"`, with `path` and `reason` kept.
 
-  A ValueError so that the commands' one user-error mapping (`animaljax.cli.run`) answers it in one line.
+  The one class of "this path, and what is wrong with it" errors: `AudioError` here, `BundleError` for bundles
+  (subclasses so that a caller catches only the kind it can handle, e.g. a scan skips unreadable audio files
+  but not a damaged model). A ValueError so that the commands' one user-error mapping (`animaljax.cli.run`)
+  answers it in one line.
   """
 
   def __init__(self, path: str | os.PathLike, reason: str):
@@ -51,6 +54,10 @@ class AudioError(ValueError):
     # Exceptions pickle their `args` by default; ours has two constructor args, so say so (the packer sends
     # errors back from worker processes).
     return (type(self), (self.path, self.reason))
+
+
+class AudioError(PathError):
+  """A file that cannot be used as audio."""
 
 
 def _check_path(path: str) -> None:

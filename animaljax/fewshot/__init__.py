@@ -1,33 +1,46 @@
 """Few-shot enrolment: species taught to a trained model from a few clips, kept in a store beside the model.
 
-`enroll(predictor, name, files)`, `list_species`, `remove_species`, `rank` and `reembed` (a species carried over
-to a model with another embedding) live in `fewshot.enrol`; the on-disk store (atomic saves, a lock for
-concurrent writers, validated names) in `fewshot.store`. The CLI is `python -m animaljax.enroll`.
+numpy over an embedding-model Protocol (`enrol.EmbeddingModel`: labels, embedding size, folder, `load_file`,
+`analyse`; `inference.Predictor` is one), so nothing here imports inference, bundle or training code.
+
+  prototypes.py  the one definition of a species' prototype and of a clip's distance to it
+  enrol.py       `enroll(model, name, files)`, `list_species`, `remove_species`, threshold calibration, the joint
+                 ranking `rank`, and `reembed` (a species carried over to a model with another embedding)
+  store.py       the on-disk store (atomic saves, a lock for concurrent writers, validated names)
+
+The command is `python -m animaljax.enroll`.
 """
 
 from animaljax.fewshot.enrol import (
+  EmbeddingModel,
   calibrate,
   enroll,
   list_species,
-  loo_distances,
   rank,
   read_clips,
   reembed,
   remove_species,
+  species_store,
 )
+from animaljax.fewshot.prototypes import distance, loo_distances, normalize, prototype
 from animaljax.fewshot.store import Species, SpeciesStore, StoreError, validate_name
 
 __all__ = [
+  "EmbeddingModel",
   "Species",
   "SpeciesStore",
   "StoreError",
   "calibrate",
+  "distance",
   "enroll",
   "list_species",
   "loo_distances",
+  "normalize",
+  "prototype",
   "rank",
   "read_clips",
   "reembed",
   "remove_species",
+  "species_store",
   "validate_name",
 ]

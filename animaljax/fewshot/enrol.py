@@ -1,9 +1,6 @@
 """Enrol species from a few clips, calibrate their thresholds, and rank them with the model's own classes.
 
-Distance: Euclidean between L2-normalised embeddings, `d(x, s) = || x/|x| - mean_k(e_k/|e_k|) ||`. Normalising
-removes the loudness/activation-scale differences between clips that raw CNN embeddings carry, and keeps
-distances in [0, 2] for any model, so a fallback threshold means the same thing everywhere. The raw
-embeddings are what the store keeps; this choice can change without re-enrolling.
+Distance: `fewshot.prototypes` (Euclidean from the mean of the L2-normalised support embeddings, in [0, 2]).
 
 Threshold (per species), in this order:
   * given by the user (`threshold=`, CLI `--threshold`): used as is;
@@ -30,16 +27,39 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import pathlib
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from animaljax.audio.io import AudioError
-from animaljax.fewshot.store import Species, StoreError, now, same_name, validate_name
+from animaljax.fewshot.prototypes import distance, loo_distances, prototype
+from animaljax.fewshot.store import Species, SpeciesStore, StoreError, now, same_name, validate_name
 
-if TYPE_CHECKING:
-  from animaljax.predictor import Predictor
+
+class EmbeddingModel(Protocol):
+  """What enrolment needs of a model (`inference.Predictor` is one): fewshot imports no inference code.
+
+  Attributes:
+    labels: the model's own class names (an enrolled name may not be one of them).
+    embed_dim: D; fingerprint: an id of its weights (`models.serialize.fingerprint`); path: its folder, where
+      the species store lives (None: an in-memory model, which cannot keep species).
+  """
+
+  labels: tuple[str, ...]
+  embed_dim: int
+  fingerprint: str
+  path: pathlib.Path | None
+
+  def load_file(self, path: str | os.PathLike) -> np.ndarray:
+    """(time,) float32 at the model's rate; AudioError naming the file if it cannot be used."""
+    ...
+
+  def analyse(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Clips (each (time,)) -> (probs (N, C), embeddings (N, D)), each averaged over the clip's windows."""
+    ...
+
 
 MARGIN = 1.0
 MIN_THRESHOLD = 0.05
@@ -48,34 +68,8 @@ UNKNOWN = "unknown"
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Distances and thresholds (pure numpy)
+# Thresholds and ranking (pure numpy)
 # ----------------------------------------------------------------------------------------------------------------
-def normalize(x: np.ndarray) -> np.ndarray:
-  """Rows scaled to unit L2 norm: (..., D) -> (..., D) float32 (all-zero rows stay zero)."""
-  x = np.asarray(x, np.float32)
-  return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
-
-
-def prototype(embeddings: np.ndarray) -> np.ndarray:
-  """(K, D) raw embeddings -> (D,) mean of their normalised rows (the point distances are measured from)."""
-  return normalize(embeddings).mean(axis=0)
-
-
-def distance(query: np.ndarray, proto: np.ndarray) -> np.ndarray:
-  """(..., D) raw query embeddings, (D,) `prototype` -> (...) Euclidean distances."""
-  return np.linalg.norm(normalize(query) - proto, axis=-1)
-
-
-def loo_distances(embeddings: np.ndarray) -> np.ndarray:
-  """(K >= 2, D) -> (K,): each clip's distance to the prototype of the other K - 1 clips."""
-  e = normalize(embeddings)
-  k = e.shape[0]
-  if k < 2:
-    raise ValueError("leave-one-out needs at least 2 clips")
-  others = (e.sum(axis=0, keepdims=True) - e) / (k - 1)
-  return np.linalg.norm(e - others, axis=-1)
-
-
 def calibrate(embeddings: np.ndarray, margin: float = MARGIN) -> tuple[float, str]:
   """`(threshold, source)` for a species' support embeddings (K, D): LOO when K >= 2, else the default."""
   if np.asarray(embeddings).shape[0] < 2:
@@ -126,10 +120,17 @@ def rank(
 
 
 # ----------------------------------------------------------------------------------------------------------------
-# Enrolment on a Predictor
+# Enrolment on a model
 # ----------------------------------------------------------------------------------------------------------------
-def _store(predictor: Predictor):
-  store = predictor.species_store()
+def species_store(model: EmbeddingModel) -> SpeciesStore | None:
+  """The `SpeciesStore` in the model's folder (None for an in-memory model)."""
+  if model.path is None:
+    return None
+  return SpeciesStore(model.path, embed_dim=model.embed_dim, fingerprint=model.fingerprint)
+
+
+def _store(model: EmbeddingModel) -> SpeciesStore:
+  store = species_store(model)
   if store is None:
     raise StoreError(
       "this model was built in memory (no folder): enrolled species need a model dir to live in"
@@ -138,7 +139,7 @@ def _store(predictor: Predictor):
 
 
 def enroll(
-  predictor: Predictor,
+  model: EmbeddingModel,
   name: str,
   files: Sequence[str | os.PathLike],
   *,
@@ -146,10 +147,10 @@ def enroll(
   threshold: float | None = None,
   margin: float = MARGIN,
 ) -> Species:
-  """Embeds `files` and stores them as species `name` beside the predictor's model.
+  """Embeds `files` and stores them as species `name` in the model's folder.
 
   Args:
-    predictor: the model (its folder holds the store).
+    model: the model (its folder holds the store).
     name: the species' name (validated: `fewshot.store.validate_name`).
     files: support clips; every file must decode (AudioError names the first bad one) and at least one is
       needed.
@@ -163,17 +164,17 @@ def enroll(
     AudioError: a file that cannot be read. StoreError: a duplicate without `merge`, a store for another model.
   """
   name = validate_name(name)
-  if any(same_name(name, label) for label in predictor.labels):
+  if any(same_name(name, label) for label in model.labels):
     raise ValueError(f"{name!r} is already one of the model's own classes; choose another name")
   if threshold is not None and not threshold > 0:
     raise ValueError(f"threshold must be a positive distance, got {threshold}")
   files = [os.fspath(f) for f in files]
   if not files:
     raise ValueError(f"enrolling {name!r} needs at least one audio clip")
-  waves, errors = read_clips(predictor, files)
+  waves, errors = read_clips(model, files)
   if errors:
     raise errors[0]
-  _, embeddings = predictor.analyse(waves)
+  _, embeddings = model.analyse(waves)
   if not np.isfinite(embeddings).all():
     raise ValueError(f"the model gave non-finite embeddings for {name!r}'s clips")
   stamp = now()
@@ -185,17 +186,17 @@ def enroll(
     name=name, embeddings=embeddings, files=[os.path.abspath(f) for f in files], added=[stamp] * len(files),
     threshold=thr, threshold_source=source, created=stamp,
   )  # fmt: skip
-  return _store(predictor).add(species, merge=merge, recalibrate=lambda s: calibrate(s.embeddings, margin))
+  return _store(model).add(species, merge=merge, recalibrate=lambda s: calibrate(s.embeddings, margin))
 
 
-def read_clips(predictor: Predictor, files: Sequence[str]) -> tuple[list[np.ndarray], list[AudioError]]:
+def read_clips(model: EmbeddingModel, files: Sequence[str]) -> tuple[list[np.ndarray], list[AudioError]]:
   """Every file read at the model's rate, (time,) float32 each, and an AudioError (path, reason) for each
   file that cannot be enrolled: missing, unreadable or silent (all samples zero). Reads them all, so a
   caller can name every bad clip at once."""
   waves, errors = [], []
   for f in files:
     try:
-      wave = predictor.load_file(f)
+      wave = model.load_file(f)
     except AudioError as err:
       errors.append(err)
       continue
@@ -219,8 +220,8 @@ def _loo_margin(species: Species) -> float:
   return MARGIN
 
 
-def reembed(predictor: Predictor, species: Species) -> Species:
-  """`species` as `predictor` sees it: its stored source clips (`species.files`) read again and embedded by
+def reembed(model: EmbeddingModel, species: Species) -> Species:
+  """`species` as `model` sees it: its stored source clips (`species.files`) read again and embedded by
   this model, for carrying enrolled species over to a model with another embedding.
 
   Keeps the name, key, clips and timestamps of enrolment. A user threshold is kept as is; a leave-one-out one
@@ -229,13 +230,13 @@ def reembed(predictor: Predictor, species: Species) -> Species:
   Raises:
     StoreError naming the species and every clip that cannot be read (missing, unreadable, silent).
   """
-  waves, errors = read_clips(predictor, species.files)
+  waves, errors = read_clips(model, species.files)
   if errors:
     raise StoreError(
       f"{species.name!r}: {len(errors)} of its {species.num_clips} clips cannot be read: "
       + "; ".join(str(e) for e in errors)
     )
-  _, embeddings = predictor.analyse(waves)
+  _, embeddings = model.analyse(waves)
   if not np.isfinite(embeddings).all():
     raise StoreError(f"{species.name!r}: the model gave non-finite embeddings for its clips")
   if species.threshold_source == "user":
@@ -247,11 +248,11 @@ def reembed(predictor: Predictor, species: Species) -> Species:
   )
 
 
-def list_species(predictor: Predictor) -> list[dict]:
+def list_species(model: EmbeddingModel) -> list[dict]:
   """Summaries of the enrolled species (`Species.summary()`), in enrolment order."""
-  return [s.summary() for s in _store(predictor).load().values()]
+  return [s.summary() for s in _store(model).load().values()]
 
 
-def remove_species(predictor: Predictor, name: str) -> Species:
+def remove_species(model: EmbeddingModel, name: str) -> Species:
   """Removes an enrolled species (case-insensitive name); StoreError if it is not enrolled."""
-  return _store(predictor).remove(name)
+  return _store(model).remove(name)

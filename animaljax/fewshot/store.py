@@ -4,7 +4,9 @@ Layout of `<model dir>/species/`:
   species.json           {"format", "embed_dim", "fingerprint", "embeddings": <npz file name>, "species": [
                            {"name", "key", "created", "updated", "threshold", "threshold_source",
                             "clips": [{"file", "added"}, ...]}, ...]}
-  embeddings-<gen>.npz   per species `<key>/embeddings` (K, D) float32 and `<key>/prototype` (D,) float32
+  embeddings-<gen>.npz   per species `<key>/embeddings` (K, D) float32, the raw embeddings of its clips (the
+                         prototype derives from them: `fewshot.prototypes`; stores written before also hold an
+                         unread `<key>/prototype`)
   .lock                  the `fcntl.flock` lock file (shared for reads, exclusive for read-modify-write)
 
 Atomicity: a save writes a *new* npz under a fresh generation name, then replaces `species.json` (the single
@@ -100,7 +102,8 @@ class Species:
     embeddings: (K, D) float32, one row per support clip (raw model embeddings).
     files: K source paths (as given at enrolment), aligned with `embeddings`.
     added: K UTC timestamps, when each clip was enrolled.
-    threshold: distance beyond which a clip is not this species (see `fewshot.enrol`).
+    threshold: distance (`fewshot.prototypes.distance`) beyond which a clip is not this species (see
+      `fewshot.enrol` for how it is set).
     threshold_source: "loo" (calibrated by leave-one-out), "default" (one clip: no LOO possible) or "user".
     created, updated: UTC timestamps.
     key: stable id used for the npz entries (names are free Unicode, npz keys are file names).
@@ -129,11 +132,6 @@ class Species:
     self.key = self.key or uuid.uuid4().hex[:16]
     self.created = self.created or now()
     self.updated = self.updated or self.created
-
-  @property
-  def prototype(self) -> np.ndarray:
-    """(D,) mean of the raw support embeddings."""
-    return self.embeddings.mean(axis=0)
 
   @property
   def num_clips(self) -> int:
@@ -343,10 +341,7 @@ class SpeciesStore:
           f"{s.name!r} has {s.embeddings.shape[1]}-dim embeddings; the model gives {self.embed_dim}"
         )
     npz_name = f"embeddings-{uuid.uuid4().hex[:12]}.npz"
-    arrays = {}
-    for s in species.values():
-      arrays[f"{s.key}/embeddings"] = s.embeddings
-      arrays[f"{s.key}/prototype"] = s.prototype
+    arrays = {f"{s.key}/embeddings": s.embeddings for s in species.values()}
     _write_atomic(self.directory / npz_name, lambda f: np.savez(f, **arrays))
     meta = {
       "format": FORMAT,

@@ -1,12 +1,8 @@
 """A trained or converted classifier ready for inference: embeddings, logits and ranked labels of files/waves.
 
-`Predictor.load(path)` reads either
-  * an exported bundle (`python -m animaljax.export`; handed to `animaljax.export.load`, which runs the
-    serialised `jax.export` forward instead of tracing the Flax model),
-  * a model dir (`python -m animaljax.convert` / `save_converted`): `model.json` (config + labels) + orbax
-    `variables/`, or
-  * a training workdir: `config.json` + the best checkpoint (`best/<step>/state`), else the latest periodic one
-    (`checkpoints/<step>/state`); only params and BatchNorm statistics are restored (not the optimizer).
+A `Predictor` holds a model's config, weights and labels; `inference.load.load_predictor(path)` builds one from
+a bundle, a converted model dir or a training workdir. A bundle's serialised `jax.export` forward runs instead of the
+Flax model wherever it accepts the input length (no tracing of the Flax model).
 
 Files are read at the model's sample rate and cut into windows of `clip_samples` (the length the model was
 trained on): a longer clip gives windows every `hop` samples (default: hop = window), the last one aligned to
@@ -16,15 +12,13 @@ embedding with silence). `analyse`/`classify` average window outputs (embeddings
 probabilities); `scan` streams every window of long files through the model in batches and keeps them apart.
 
 If the model folder holds enrolled species (`<path>/species/`, see `animaljax.fewshot`), `classify` ranks them
-with the model's own classes.
+with the model's own classes. Windows follow `animaljax.audio.windows.cover_window_starts`.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import hashlib
-import json
 import math
 import os
 import pathlib
@@ -36,27 +30,25 @@ import numpy as np
 
 from animaljax.audio import frontend
 from animaljax.audio.io import AudioError, load_audio
-from animaljax.models.ast import AstConfig
-from animaljax.models.classifier import ClassifierConfig, make_model
-from animaljax.models.cnn14 import CnnConfig
+from animaljax.audio.windows import cover_window_starts
+from animaljax.bundle.exported import ExportedForward, inference_forward
+from animaljax.fewshot import enrol
+from animaljax.fewshot.store import SpeciesStore
+from animaljax.models.classifier import ClassifierConfig
+from animaljax.models.serialize import fingerprint
 
 _MAX_BATCH = 16  # windows per forward pass (one compilation per window length and batch size <= 16)
-
-
-def _cnn_min_frames(encoder: CnnConfig) -> int:
-  """Frames a CNN needs so that its time axis survives every pooling step (>= 1 frame at the end)."""
-  from animaljax.models.cnn14 import _VARIANTS
-
-  return math.prod(_VARIANTS[encoder.variant][3])
 
 
 def min_samples(config: ClassifierConfig) -> int:
   """The shortest input (samples) the model accepts."""
   fe = config.frontend
-  if isinstance(config.encoder, AstConfig):  # AST's grid is fixed: the window is also the minimum
+  if config.is_ast:  # AST's grid is fixed: the window is also the minimum
     frames = config.encoder.input_frames
-  else:
-    frames = _cnn_min_frames(config.encoder)
+  else:  # enough frames that the time axis survives every pooling step (>= 1 frame at the end)
+    from animaljax.models.cnn14 import _VARIANTS
+
+    frames = math.prod(_VARIANTS[config.encoder.variant][3])
   n = max(1, (frames - 1) * getattr(fe, "hop_length", 1))
   while frontend.num_frames(n, fe) < frames or (
     getattr(fe, "center", False) and n <= fe.n_fft // 2
@@ -73,50 +65,6 @@ def _ast_window(config: ClassifierConfig) -> int:
   return n
 
 
-def fingerprint(config: ClassifierConfig, variables: dict) -> str:
-  """A short id of a model's weights: its config plus every leaf's path, shape and a strided sample.
-
-  Cheap (no full hash of 300 MB of CNN14) yet different for any retrained or re-initialised model.
-  """
-  from animaljax.models.pretrained import config_to_dict
-
-  h = hashlib.sha256(json.dumps(config_to_dict(config), sort_keys=True).encode())
-  for path, leaf in jax.tree_util.tree_leaves_with_path(variables):
-    arr = np.asarray(leaf)
-    h.update(f"{jax.tree_util.keystr(path)}{arr.shape}{arr.dtype}".encode())
-    flat = arr.reshape(-1)
-    h.update(np.ascontiguousarray(flat[:: max(1, flat.size // 256)], np.float32).tobytes())
-  return h.hexdigest()[:16]
-
-
-class ExportedForward:
-  """A deserialised `jax.export` forward `(variables, wave (batch, time) float32) -> (logits, embedding)`.
-
-  Args:
-    exported: the `jax.export.Exported` (batch symbolic; time symbolic as a multiple of `multiple_of`
-      samples, or fixed).
-    min_samples: shortest time length it accepts; multiple_of: time lengths it accepts are multiples of it;
-      fixed_samples: the one time length it accepts, when time is not symbolic.
-  """
-
-  def __init__(
-    self, exported, *, min_samples: int = 0, multiple_of: int = 1, fixed_samples: int | None = None
-  ):
-    self.exported = exported
-    self.min_samples, self.multiple_of, self.fixed_samples = int(min_samples), int(multiple_of), fixed_samples
-    # jit caches one compilation per input shape; the call itself lowers only the stored StableHLO.
-    self._call = jax.jit(lambda variables, wave: exported.call(variables, frontend.to_float(wave)))
-
-  def accepts(self, num_samples: int) -> bool:
-    """Whether a window of `num_samples` can go through the exported function."""
-    if self.fixed_samples is not None:
-      return num_samples == self.fixed_samples
-    return num_samples >= self.min_samples and num_samples % self.multiple_of == 0
-
-  def __call__(self, variables: dict, waves) -> tuple[jax.Array, jax.Array]:
-    return self._call(variables, waves)
-
-
 class Predictor:
   """A classifier for inference.
 
@@ -126,12 +74,13 @@ class Predictor:
     labels: the model's class names (`config.num_classes` of them).
     clip_seconds: the window the model was trained on; None: the AST grid's length, or 5 s for CNNs.
     path: the folder it came from (where the species store lives); None for an in-memory model.
-    exported: a deserialised `jax.export` forward (`animaljax.export` bundles) used instead of tracing the
-      Flax model for every input length it accepts; other lengths (e.g. clips shorter than its minimum) go
-      through the Flax model, built on first use.
+    exported: a deserialised `jax.export` forward (a bundle's `infer.jax_exported`) used instead of tracing
+      the Flax model for every input length it accepts; other lengths (e.g. clips shorter than its minimum)
+      go through the Flax model, built on first use.
+    source: where it came from, as a bundle's manifest records it (`inference.load` sets it); None: in memory.
 
   Attributes:
-    labels, sample_rate, clip_samples (window), min_samples, embed_dim, config, path, fingerprint.
+    labels, sample_rate, clip_samples (window), min_samples, embed_dim, config, path, source, fingerprint.
   """
 
   def __init__(
@@ -143,15 +92,17 @@ class Predictor:
     clip_seconds: float | None = None,
     path: str | os.PathLike | None = None,
     exported: ExportedForward | None = None,
+    source: dict | None = None,
   ):
     if len(labels) != config.num_classes:
       raise ValueError(f"{len(labels)} labels for a model with {config.num_classes} classes")
     self.config = config
     self.labels = tuple(labels)
     self.path = None if path is None else pathlib.Path(path).absolute()
+    self.source = source
     self.sample_rate = int(config.frontend.sample_rate)
     self.min_samples = min_samples(config)
-    if isinstance(config.encoder, AstConfig):
+    if config.is_ast:
       self.clip_samples = _ast_window(config)
     else:
       self.clip_samples = max(self.min_samples, round((clip_seconds or 5.0) * self.sample_rate))
@@ -163,50 +114,8 @@ class Predictor:
 
   def _flax_forward(self):
     if self._flax is None:
-      model = make_model(self.config)
-
-      def forward(variables, wave):
-        logits, out = model.apply(variables, wave, train=False)
-        return logits, out["embedding"].astype(jnp.float32)
-
-      self._flax = jax.jit(forward)
+      self._flax = jax.jit(inference_forward(self.config))
     return self._flax
-
-  # ------------------------------------------------------------------------------------------------ loading
-  @classmethod
-  def load(cls, path: str | os.PathLike) -> Predictor:
-    """An exported bundle (`manifest.json`), a model dir (`model.json` + `variables/`) or a training workdir
-    (`config.json` + checkpoints)."""
-    root = pathlib.Path(path).absolute()
-    if (root / "manifest.json").is_file():  # the bundle format belongs to animaljax.export
-      from animaljax import export
-
-      return export.load(root)
-    if (root / "model.json").is_file():
-      from animaljax.models.pretrained import load_converted, read_metadata
-
-      meta = read_metadata(root)
-      config, variables = load_converted(root)
-      return cls(config, variables, meta["labels"], clip_seconds=meta.get("clip_seconds"), path=root)
-    if (root / "config.json").is_file():
-      return cls._from_workdir(root)
-    raise FileNotFoundError(
-      f"{root} is neither a model dir (no model.json) nor a training workdir (no config.json)"
-    )
-
-  @classmethod
-  def _from_workdir(cls, root: pathlib.Path) -> Predictor:
-    import ml_collections
-
-    from animaljax.training.supervised import model_config  # the trainer's own config -> model mapping
-
-    c = ml_collections.ConfigDict(json.loads((root / "config.json").read_text()))
-    state_dir = _checkpoint_state_dir(root)
-    variables = _restore_variables(state_dir)
-    num_classes = _head_size(variables["params"])
-    labels = _workdir_labels(root, c, num_classes)
-    config = model_config(c, num_classes)
-    return cls(config, variables, labels, clip_seconds=float(c.data.clip_seconds), path=root)
 
   # ------------------------------------------------------------------------------------------------ arrays
   def _run(self, waves) -> tuple[jax.Array, jax.Array]:
@@ -238,25 +147,15 @@ class Predictor:
     return hop
 
   def window_starts(self, num_samples: int, hop: int | None = None) -> np.ndarray:
-    """Start sample of every window of a clip of `num_samples` (hop in samples; None: one window).
-
-    Windows start at 0, hop, 2 hop, ... while they fit; if audio is left after the last one, one more window
-    aligned to the clip's end covers it (overlapping its predecessor), so every window is full length. A clip
-    no longer than the window gives the single start 0.
-    """
-    w, hop = self.clip_samples, hop or self.clip_samples
-    if num_samples <= w:
-      return np.zeros(1, np.int64)
-    starts = np.arange(0, num_samples - w + 1, hop, dtype=np.int64)
-    if starts[-1] + w < num_samples:
-      starts = np.append(starts, num_samples - w)
-    return starts
+    """Start sample of every window of a clip of `num_samples` (hop in samples; None: one window):
+    `audio.windows.cover_window_starts` with this model's window."""
+    return cover_window_starts(num_samples, self.clip_samples, hop)
 
   def pad_short(self, wave: np.ndarray) -> np.ndarray:
     """A clip no longer than the window, zero-padded to what the model takes: the full window for AST, else
     only up to `min_samples` (CNNs pool globally over time: more padding would dilute the embedding)."""
     n = wave.shape[0]
-    size = self.clip_samples if isinstance(self.config.encoder, AstConfig) else max(n, self.min_samples)
+    size = self.clip_samples if self.config.is_ast else max(n, self.min_samples)
     return np.pad(wave, (0, size - n))
 
   def windows(self, wave: np.ndarray, hop: int | None = None) -> np.ndarray:
@@ -382,13 +281,9 @@ class Predictor:
     return self.analyse([self.load_file(path)])[1][0]
 
   # ------------------------------------------------------------------------------------------------ ranking
-  def species_store(self):
-    """The `SpeciesStore` beside this model (None for an in-memory model)."""
-    from animaljax.fewshot.store import SpeciesStore
-
-    if self.path is None:
-      return None
-    return SpeciesStore(self.path, embed_dim=self.embed_dim, fingerprint=self.fingerprint)
+  def species_store(self) -> SpeciesStore | None:
+    """The `SpeciesStore` in this model's folder (None for an in-memory model)."""
+    return enrol.species_store(self)
 
   def classify(self, x, *, top_k: int | None = 5, model_threshold: float = 0.5) -> list:
     """Ranks the model's classes and the enrolled species for a file, a clip (time,) or clips (batch, time).
@@ -397,8 +292,6 @@ class Predictor:
     a batch, one such list per clip); an "unknown" entry comes first when the model's top probability is
     below `model_threshold` and no enrolled prototype is within its threshold. Scoring: `fewshot.enrol.rank`.
     """
-    from animaljax.fewshot.enrol import rank
-
     store = self.species_store()
     species = store.load() if store is not None else {}
     if isinstance(x, str | os.PathLike):
@@ -408,7 +301,7 @@ class Predictor:
       clips = [arr] if arr.ndim == 1 else list(arr)
     probs, embs = self.analyse(clips)
     out = [
-      rank(p, self.labels, e, species, top_k=top_k, model_threshold=model_threshold)
+      enrol.rank(p, self.labels, e, species, top_k=top_k, model_threshold=model_threshold)
       for p, e in zip(probs, embs, strict=True)
     ]
     return out if not isinstance(x, str | os.PathLike) and np.asarray(x).ndim == 2 else out[0]
@@ -450,51 +343,3 @@ def _read_ahead(read, items: Sequence[str]) -> Iterator[tuple[str, object]]:
       if i + 1 < len(items):
         ahead = pool.submit(read, items[i + 1])
       yield item, result
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# Training workdirs
-# ----------------------------------------------------------------------------------------------------------------
-def _checkpoint_state_dir(root: pathlib.Path) -> pathlib.Path:
-  """`best/<step>/state` if a best checkpoint exists, else the newest `checkpoints/<step>/state`."""
-  for sub in ("best", "checkpoints"):
-    steps = sorted(
-      (int(p.name) for p in (root / sub).glob("*") if p.name.isdigit() and (p / "state").is_dir()),
-      reverse=True,
-    )
-    if steps:
-      return root / sub / str(steps[0]) / "state"
-  raise FileNotFoundError(f"training workdir {root} has no finished checkpoint under best/ or checkpoints/")
-
-
-def _restore_variables(state_dir: pathlib.Path) -> dict:
-  """params and batch_stats of a saved TrainState (the optimizer state is left on disk)."""
-  import orbax.checkpoint as ocp
-
-  with ocp.PyTreeCheckpointer() as ckpt:
-    meta = ckpt.metadata(state_dir).item_metadata.tree
-    wanted = {k: meta[k] for k in ("params", "batch_stats") if k in meta}
-    item = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), wanted)
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-    state = ckpt.restore(
-      state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
-    )
-  return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
-
-
-def _head_size(params: dict) -> int:
-  head = params["head"]
-  kernel = head["kernel"] if "kernel" in head else head["dense"]["kernel"]
-  return int(kernel.shape[-1])
-
-
-def _workdir_labels(root: pathlib.Path, c, num_classes: int) -> list[str]:
-  """Class names: `labels.json` in the workdir, else the packed dataset's summary, else `class_<i>`."""
-  candidates = [root / "labels.json", pathlib.Path(c.data.dir) / "summary.json" if c.data.dir else None]
-  for path in candidates:
-    if path is not None and path.is_file():
-      data = json.loads(path.read_text())
-      names = data if isinstance(data, list) else data.get("class_names") or data.get("labels")
-      if names and len(names) == num_classes:
-        return list(names)
-  return [f"class_{i}" for i in range(num_classes)]

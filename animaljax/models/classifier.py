@@ -55,8 +55,14 @@ class ClassifierConfig:
     if self.num_classes < 1:
       raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
     bins = frontend.num_bins(self.frontend)
-    if isinstance(self.encoder, AstConfig) and bins != self.encoder.num_mel_bins:
+    if self.is_ast and bins != self.encoder.num_mel_bins:
       raise ValueError(f"front end gives {bins} bins, AST expects num_mel_bins={self.encoder.num_mel_bins}")
+
+  @property
+  def is_ast(self) -> bool:
+    """True for an AST encoder: a fixed patch grid, so inputs have one length (the window) and are padded to
+    it; False for the PANNs CNNs, which pool globally over any number of frames."""
+    return isinstance(self.encoder, AstConfig)
 
 
 class AstHead(nn.Module):

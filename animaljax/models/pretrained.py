@@ -10,7 +10,6 @@ from either a `.pth` (converted in memory; needs torch) or a converted directory
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 import pathlib
 import shutil
@@ -22,38 +21,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from animaljax.audio import frontend
-from animaljax.models.ast import Ast, AstConfig
+from animaljax.models.ast import Ast
 from animaljax.models.classifier import AstHead, ClassifierConfig, make_model
-from animaljax.models.cnn14 import CnnConfig
+from animaljax.models.serialize import MODEL_JSON, model_record, read_model_record, write_model_record
 
 _VARIABLES = "variables"
-_CONFIG = "model.json"
-_FRONTENDS = {"logmel": frontend.LogMelConfig, "fbank": frontend.FbankConfig}
-_ENCODERS = {"cnn": CnnConfig, "ast": AstConfig}
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# ClassifierConfig <-> JSON
-# ----------------------------------------------------------------------------------------------------------------
-def config_to_dict(config: ClassifierConfig) -> dict:
-  """A JSON-able dict: `{"frontend": {"kind", ...fields}, "encoder": {"kind", ...}, "num_classes", "dtype"}`."""
-  fe_kind = {v: k for k, v in _FRONTENDS.items()}[type(config.frontend)]
-  enc_kind = {v: k for k, v in _ENCODERS.items()}[type(config.encoder)]
-  return {
-    "frontend": {"kind": fe_kind, **dataclasses.asdict(config.frontend)},
-    "encoder": {"kind": enc_kind, **dataclasses.asdict(config.encoder)},
-    "num_classes": config.num_classes,
-    "dtype": config.dtype,
-  }
-
-
-def config_from_dict(d: dict) -> ClassifierConfig:
-  """Inverse of `config_to_dict`; unknown kinds or fields raise ValueError/TypeError."""
-  fe, enc = dict(d["frontend"]), dict(d["encoder"])
-  fe_cls, enc_cls = _FRONTENDS.get(fe.pop("kind")), _ENCODERS.get(enc.pop("kind"))
-  if fe_cls is None or enc_cls is None:
-    raise ValueError(f"unknown front end or encoder kind in {d}")
-  return ClassifierConfig(fe_cls(**fe), enc_cls(**enc), int(d["num_classes"]), d.get("dtype", "float32"))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -68,8 +40,8 @@ def is_converted_dir(directory: str | os.PathLike) -> bool:
   if variables.is_symlink() or not (variables / "_CHECKPOINT_METADATA").is_file():
     return False
   try:
-    config_from_dict(json.loads((root / _CONFIG).read_text(encoding="utf-8")))
-  except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    read_model_record(root)
+  except (OSError, ValueError):
     return False
   return True
 
@@ -96,7 +68,7 @@ def check_converted_out(directory: str | os.PathLike, *, force: bool = False) ->
     return root
   if any(root.iterdir()):
     raise FileExistsError(
-      f"{root} exists and is not a converted model dir (no {_CONFIG} + {_VARIABLES}/): converting never "
+      f"{root} exists and is not a converted model dir (no {MODEL_JSON} + {_VARIABLES}/): converting never "
       "replaces other folders; choose a new or empty output directory"
     )
   return root
@@ -121,15 +93,8 @@ def save_converted(
   import orbax.checkpoint as ocp
 
   root = check_converted_out(directory, force=force)
-  has_head = "head" in variables["params"]
-  meta = {
-    **config_to_dict(config),
-    "has_head": has_head,
-    "labels": list(labels) if labels is not None else [f"class_{i}" for i in range(config.num_classes)],
-    "source": detected or {},
-  }
-  if len(meta["labels"]) != config.num_classes:
-    raise ValueError(f"{len(meta['labels'])} labels for {config.num_classes} classes")
+  labels = list(labels) if labels is not None else [f"class_{i}" for i in range(config.num_classes)]
+  record = model_record(config, labels, has_head="head" in variables["params"], source=detected or {})
   root.parent.mkdir(parents=True, exist_ok=True)
   tmp = root.parent / f".{root.name}.tmp-{uuid.uuid4().hex[:8]}"
   try:
@@ -137,7 +102,7 @@ def save_converted(
     state = {k: v for k, v in variables.items() if v}  # orbax cannot store an empty batch_stats
     with ocp.StandardCheckpointer() as ckpt:
       ckpt.save(tmp / _VARIABLES, jax.tree.map(np.asarray, state))
-    (tmp / _CONFIG).write_text(json.dumps(meta, indent=2) + "\n")
+    write_model_record(tmp, record)
     check_converted_out(root, force=force)  # again: the folder may have changed during the conversion
     if not root.exists():
       tmp.rename(root)
@@ -148,7 +113,7 @@ def save_converted(
       old = root / f".{_VARIABLES}.old-{uuid.uuid4().hex[:8]}"
       (root / _VARIABLES).rename(old)
       (tmp / _VARIABLES).rename(root / _VARIABLES)
-      os.replace(tmp / _CONFIG, root / _CONFIG)
+      os.replace(tmp / MODEL_JSON, root / MODEL_JSON)
       shutil.rmtree(old, ignore_errors=True)
   finally:
     if tmp.exists():
@@ -156,12 +121,45 @@ def save_converted(
   return root
 
 
+def convert(
+  checkpoint: str | os.PathLike,
+  kind: str,
+  out: str | os.PathLike,
+  *,
+  keep_head: bool = True,
+  sample_rate: int | None = None,
+  input_frames: int | None = None,
+  variant: str | None = None,
+  force: bool = False,
+) -> tuple[pathlib.Path, dict]:
+  """A PyTorch PANNs/AST checkpoint converted and saved as a converted model dir (`python -m animaljax.convert`).
+
+  Args:
+    checkpoint: the `.pth` (read with `torch.load(weights_only=True)`); kind: "panns" or "ast".
+    out: the directory (`check_converted_out` refuses it before the slow conversion; `force` replaces a
+      converted model dir).
+    keep_head, sample_rate, input_frames: as `torch_weights.convert_checkpoint`.
+    variant: PANNs only: refuse a checkpoint of another variant ("cnn6", "cnn10", "cnn14").
+  Returns:
+    (the directory, what the converter detected).
+  Raises:
+    FileExistsError: `out` may not be written. ValueError: a variant other than `variant`. ImportError: torch is
+    not installed.
+  """
+  from animaljax.models import torch_weights
+
+  check_converted_out(out, force=force)
+  config, variables, detected = torch_weights.convert_checkpoint(
+    checkpoint, kind, keep_head=keep_head, sample_rate=sample_rate, input_frames=input_frames
+  )
+  if variant and detected.get("variant") != variant:
+    raise ValueError(f"asked for {variant}, the checkpoint is {detected.get('variant')}")
+  return save_converted(out, config, variables, detected=detected, force=force), detected
+
+
 def read_metadata(directory: str | os.PathLike) -> dict:
-  """The `model.json` of a converted directory."""
-  path = pathlib.Path(directory) / _CONFIG
-  if not path.is_file():
-    raise FileNotFoundError(f"{directory} is not a converted model directory (no {_CONFIG})")
-  return json.loads(path.read_text())
+  """The `model.json` of a converted directory (`serialize.model_record`: config, labels, has_head, source)."""
+  return read_model_record(directory)[1]
 
 
 def load_converted(directory: str | os.PathLike, *, keep_head: bool = True) -> tuple[ClassifierConfig, dict]:
@@ -169,8 +167,7 @@ def load_converted(directory: str | os.PathLike, *, keep_head: bool = True) -> t
   import orbax.checkpoint as ocp
 
   root = pathlib.Path(directory).absolute()
-  meta = read_metadata(root)
-  config = config_from_dict(meta)
+  config, meta = read_model_record(root)
   if keep_head and not meta.get("has_head", True):
     raise ValueError(f"{root} was converted without its head; load it with keep_head=False")
   with ocp.StandardCheckpointer() as ckpt:
@@ -204,7 +201,7 @@ def load_pretrained(
 def _relayout_ast(config: ClassifierConfig, variables: dict, frames: int) -> tuple[ClassifierConfig, dict]:
   from animaljax.models.ast import resize_pos_embed
 
-  if not isinstance(config.encoder, AstConfig):
+  if not config.is_ast:
     raise ValueError("input_frames applies to AST models only")
   encoder = dataclasses.replace(config.encoder, input_frames=frames)
   enc = dict(variables["params"]["encoder"])
@@ -225,7 +222,7 @@ def load_panns(path: str | os.PathLike) -> Tagger:
   """PANNs tagger: float waveform (batch, time) at the checkpoint's sample rate (`tagger.config.frontend`) ->
   `{"probs": sigmoid (batch, classes), "logits", "embedding" (batch, D)}`, jitted."""
   config, variables = load_pretrained(path, kind="panns")
-  if not isinstance(config.encoder, CnnConfig):
+  if config.is_ast:
     raise ValueError(f"{path} is not a PANNs model")
   model = make_model(config)
 
@@ -243,7 +240,7 @@ def load_ast(path: str | os.PathLike, input_frames: int = 1024) -> Tagger:
   (`FbankConfig.ast()`) zero-padded (before normalisation, as AST) or cut to `input_frames` -> encoder ->
   `mlp_head`; returns `{"probs": sigmoid (batch, classes), "logits", "embedding" (batch, D)}`, jitted."""
   config, variables = load_pretrained(path, input_frames=input_frames, kind="ast")
-  if not isinstance(config.encoder, AstConfig):
+  if not config.is_ast:
     raise ValueError(f"{path} is not an AST model")
   fe = config.frontend
   encoder, head = Ast(config.encoder), AstHead(config.num_classes)

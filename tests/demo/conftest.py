@@ -62,9 +62,9 @@ def bundle(esc50_root, tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def predictor(bundle):
-  from animaljax import export
+  from animaljax.inference import load_bundle
 
-  return export.load(bundle)
+  return load_bundle(bundle)
 
 
 @pytest.fixture(scope="session")

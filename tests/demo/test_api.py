@@ -21,7 +21,7 @@ from demo_support import ENROLLED, LIMITS_MB, LIMITS_SECONDS, REPO, SR, TRAINED,
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 
-from animaljax import export
+from animaljax.inference import load_bundle
 from demo import app as demo_app
 from demo import plots, service
 
@@ -136,7 +136,7 @@ def test_enroll_classify_persist_remove(server, client, clips, bundle):
   assert [s["species"] for s in client.predict(api_name="/species")] == [name]
 
   # Kept across restarts: a new server on the same bundle, from a fresh load, lists and uses it.
-  blocks = demo_app.build_app(export.load(bundle))
+  blocks = demo_app.build_app(load_bundle(bundle))
   url = demo_app.serve(blocks, port=free_port(), block=False)
   try:
     other = Client(url, verbose=False)

@@ -19,9 +19,9 @@ import soundfile as sf
 from animaljax import enroll as cli
 from animaljax.audio.io import AudioError
 from animaljax.data.sources.synthetic import synthesize
-from animaljax.fewshot import enrol
+from animaljax.fewshot import enrol, prototypes
 from animaljax.fewshot.store import StoreError
-from animaljax.predictor import Predictor
+from animaljax.inference import Predictor, load_predictor
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))  # configs/ is imported as `configs`, as the CLIs do from the repo root
@@ -65,7 +65,7 @@ def workdir(tmp_path_factory) -> pathlib.Path:
 
 @pytest.fixture(scope="module")
 def predictor(workdir) -> Predictor:
-  return Predictor.load(workdir)
+  return load_predictor(workdir)
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +111,12 @@ def test_model_dir_round_trip(predictor, tmp_path):
   from animaljax.models.pretrained import save_converted
 
   save_converted(tmp_path / "m", predictor.config, predictor.variables, labels=list(predictor.labels))
-  other = Predictor.load(tmp_path / "m")
+  other = load_predictor(tmp_path / "m")
   assert other.labels == predictor.labels and other.fingerprint == predictor.fingerprint
   wave = np.random.default_rng(2).normal(0, 0.1, (1, SR)).astype(np.float32)
   np.testing.assert_allclose(other.embed(wave), predictor.embed(wave), rtol=1e-5, atol=1e-6)
   with pytest.raises(FileNotFoundError, match="neither a model dir"):
-    Predictor.load(tmp_path)
+    load_predictor(tmp_path)
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -127,7 +127,7 @@ def test_loo_threshold_matches_direct_computation():
   emb = rng.normal(size=(5, 6)).astype(np.float32)
   unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
   direct = [np.linalg.norm(unit[i] - np.delete(unit, i, 0).mean(0)) for i in range(5)]
-  np.testing.assert_allclose(enrol.loo_distances(emb), direct, rtol=1e-5)
+  np.testing.assert_allclose(prototypes.loo_distances(emb), direct, rtol=1e-5)
   assert enrol.calibrate(emb, margin=1.3) == (pytest.approx(1.3 * max(direct), rel=1e-5), "loo")
   assert enrol.calibrate(emb[:1]) == (enrol.DEFAULT_THRESHOLD, "default")
   assert enrol.calibrate(np.repeat(emb[:1], 3, 0))[0] == enrol.MIN_THRESHOLD  # identical clips: the floor
@@ -138,7 +138,7 @@ def test_enrol_errors(predictor, clips, tmp_path):
   from animaljax.models.pretrained import save_converted
 
   save_converted(model, predictor.config, predictor.variables, labels=list(predictor.labels))
-  p = Predictor.load(model)
+  p = load_predictor(model)
   bad = tmp_path / "notaudio.wav"
   bad.write_bytes(b"this is not audio at all")
   with pytest.raises(AudioError, match="notaudio.wav"):
@@ -179,7 +179,7 @@ def test_classify_enrolled_and_unknown(predictor, clips, tmp_path):
     "head": {k: np.zeros_like(v) for k, v in variables["params"]["head"].items()},
   }
   save_converted(tmp_path / "m", predictor.config, variables, labels=list(predictor.labels))
-  p = Predictor.load(tmp_path / "m")
+  p = load_predictor(tmp_path / "m")
   enrol.enroll(p, "Trill", clips["trill"]["support"])
   own = [p.classify(f)[0]["label"] for f in clips["trill"]["held_out"]]
   assert own.count("Trill") >= 7, own

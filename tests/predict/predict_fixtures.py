@@ -1,6 +1,6 @@
-"""Session fixtures shared by tests/predict and tests/export: the tiny trained workdir, its bundle, its Predictor.
+"""Session fixtures shared by tests/predict and tests/bundle: the tiny trained workdir, its bundle, its Predictor.
 
-Imported by both folders' conftest.py; built once per session in one folder under pytest's base temp dir.
+Imported by both folders' conftest.py (and tests/inference's); built once per session in one folder under pytest's base temp dir.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import pytest
 
 @pytest.fixture(scope="session")
 def tiny_root(tmp_path_factory) -> pathlib.Path:
-  return tmp_path_factory.getbasetemp() / "animaljax_tiny"  # one folder for tests/export and tests/predict
+  return tmp_path_factory.getbasetemp() / "animaljax_tiny"  # one folder for tests/bundle and tests/predict
 
 
 @pytest.fixture(scope="session")
@@ -28,6 +28,6 @@ def bundle(tiny_root) -> pathlib.Path:
 
 @pytest.fixture(scope="session")
 def bundle_predictor(bundle):
-  from animaljax import export
+  from animaljax.inference import load_bundle
 
-  return export.load(bundle)
+  return load_bundle(bundle)

@@ -1,4 +1,4 @@
-"""A tiny trained model shared by tests/export and tests/predict: trained once per session, exported once.
+"""A tiny trained model shared by tests/bundle and tests/predict: trained once per session, exported once.
 
 A CNN6 at 1/8 width trained for 80 steps on 1 s clips of 4 synthetic call types (the pattern of
 tests/fewshot/test_enroll.py, shorter: these tests need a real trained workdir and bundle, not accuracy).

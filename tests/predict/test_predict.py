@@ -12,6 +12,7 @@ import pytest
 from predict_support import LABELS, SR, write_wave
 
 from animaljax import predict
+from animaljax.inference import outputs
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +86,7 @@ def test_csv_and_pooling(cli, audio, bundle_predictor):
   rc, out, _ = cli(audio["long"], audio["one"], "--top-k", "0", "--quiet")
   assert rc == 0
   rows = list(csv.DictReader(io.StringIO(out)))
-  assert tuple(rows[0]) == predict.CSV_COLUMNS
+  assert tuple(rows[0]) == outputs.CSV_COLUMNS
   long_windows = {
     (r["start_s"], r["end_s"]) for r in rows if r["file"] == audio["long"] and r["kind"] == "window"
   }
@@ -115,7 +116,7 @@ def test_raven(cli, audio, tmp_path):
   )
   assert rc == 0 and out == ""  # --output: nothing on stdout
   lines = target.read_text().splitlines()
-  assert lines[0].split("\t") == list(predict.RAVEN_COLUMNS)
+  assert lines[0].split("\t") == list(outputs.RAVEN_COLUMNS)
   assert lines[0].startswith(
     "Selection\tView\tChannel\tBegin Time (s)\tEnd Time (s)\tLow Freq (Hz)\tHigh Freq (Hz)"
   )

@@ -18,7 +18,7 @@ import pytest
 from predict_support import REPO, snapshot, write_wave
 
 from animaljax import embed, predict
-from animaljax.predictor import Predictor
+from animaljax.inference import load, load_predictor, outputs
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 ENV.pop("ANIMALJAX_DEBUG", None)
@@ -39,7 +39,7 @@ def no_model(monkeypatch):
   def refuse(path):
     raise AssertionError(f"a model was loaded ({path}) before the options were checked")
 
-  monkeypatch.setattr(Predictor, "load", refuse)
+  monkeypatch.setattr(load, "load_predictor", refuse)
 
 
 def old_results(folder: pathlib.Path) -> pathlib.Path:
@@ -110,8 +110,8 @@ def test_existing_results_survive_a_bad_option_or_a_failure(bundle, clips, tmp_p
       raise RuntimeError("disk on fire")
     return summarize(*args, **kwargs)
 
-  summarize = predict.summarize
-  monkeypatch.setattr(predict, "summarize", fail_on_second)
+  summarize = outputs.summarize
+  monkeypatch.setattr(outputs, "summarize", fail_on_second)
   with pytest.raises(RuntimeError, match="disk on fire"):
     predict.main(["--model", str(bundle), *clips, "--output", str(results), "--quiet"])
   assert len(calls) == 2 and snapshot(tmp_path) == before
@@ -168,7 +168,7 @@ def test_damaged_species_store_is_ignored_with_a_warning(bundle, clips, tmp_path
   out = capsys.readouterr()
   (result,) = json.loads(out.out)
   assert result["labels"] and all(
-    e["label"] in (*Predictor.load(model).labels, "unknown") for e in result["labels"]
+    e["label"] in (*load_predictor(model).labels, "unknown") for e in result["labels"]
   )
   (warning,) = out.err.strip().splitlines()
   assert warning.startswith("warning:") and "species store" in warning and "damaged" in warning

@@ -16,9 +16,10 @@ import pytest
 from predict_support import snapshot
 
 from animaljax import export
+from animaljax.bundle import read_manifest
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import SpeciesStore
-from animaljax.predictor import Predictor
+from animaljax.inference import load_bundle, load_predictor
 
 EXPORT = ["--no-jax-export"]  # the serialised forward is not what these tests are about: keep them quick
 
@@ -50,7 +51,7 @@ def retrained(workdir, tmp_path_factory) -> pathlib.Path:
   fingerprint (what a retrained model looks like to the species store)."""
   from animaljax.models.pretrained import save_converted
 
-  p = Predictor.load(workdir)
+  p = load_predictor(workdir)
   rng = np.random.default_rng(0)
   nudged = jax.tree.map(
     lambda x: (np.asarray(x) * (1 + 0.05 * rng.standard_normal(np.shape(x)))).astype(np.asarray(x).dtype),
@@ -61,7 +62,7 @@ def retrained(workdir, tmp_path_factory) -> pathlib.Path:
   )
   meta = json.loads((root / "model.json").read_text())
   (root / "model.json").write_text(json.dumps({**meta, "clip_seconds": 1.0}))
-  assert Predictor.load(root).fingerprint != p.fingerprint
+  assert load_predictor(root).fingerprint != p.fingerprint
   return root
 
 
@@ -69,7 +70,7 @@ def bundle_with_species(bundle, esc50_clips, tmp_path) -> tuple[pathlib.Path, di
   """A copy of the session bundle with three species enrolled: LOO (margin 1.5), a user threshold, one clip."""
   out = tmp_path / "bundle"
   shutil.copytree(bundle, out)
-  p = export.load(out)
+  p = load_bundle(out)
   clips = {
     "Red fox 🦊": copy_clips(esc50_clips, tmp_path / "clips" / "fox", "dog", 3),
     "Owl": copy_clips(esc50_clips, tmp_path / "clips" / "owl", "crow", 2),
@@ -111,7 +112,7 @@ def test_overwrite_never_replaces_a_folder_that_is_not_a_bundle(bundle, esc50_cl
   assert export.main(["--model", str(bundle), "--out", str(tmp_path / "empty"), *EXPORT]) == 0
   (kept / "my_recording.flac").unlink()
   assert export.main(["--model", str(bundle), "--out", str(kept), "--overwrite", *EXPORT]) == 0
-  assert export.read_manifest(kept)["inference"] is None
+  assert read_manifest(kept)["inference"] is None
   assert snapshot(recordings) == {
     k[len("recordings/") :]: v for k, v in before.items() if k.startswith("recordings/")
   }
@@ -127,9 +128,9 @@ def test_reexport_carries_enrolled_species(bundle, workdir, retrained, esc50_cli
   # The same model (the workdir the bundle came from): the store is copied as is.
   assert export.main(["--workdir", str(workdir), "--out", str(out), "--overwrite", *EXPORT]) == 0
   assert "carried 3 enrolled species" in capsys.readouterr().out
-  manifest = export.read_manifest(out)
+  manifest = read_manifest(out)
   assert manifest["species"]["enrolled"] == sorted(names) and manifest["species"]["reembedded"] == []
-  copied = export.load(out).species_store().load()
+  copied = load_bundle(out).species_store().load()
   assert list(copied) == names
   for name, s in copied.items():
     old = before[name]
@@ -144,11 +145,11 @@ def test_reexport_carries_enrolled_species(bundle, workdir, retrained, esc50_cli
   # Another model with the same embed_dim: re-embedded from the stored clips, names and user thresholds kept.
   assert export.main(["--model", str(retrained), "--out", str(out), "--overwrite", *EXPORT]) == 0
   assert "3 re-embedded from their clips" in capsys.readouterr().out
-  new = export.load(out)
+  new = load_bundle(out)
   store = new.species_store()
   carried = store.load()
   assert list(carried) == names and not store.stale  # written for the new model's fingerprint
-  assert export.read_manifest(out)["species"]["reembedded"] == names
+  assert read_manifest(out)["species"]["reembedded"] == names
   for name, s in carried.items():
     old = before[name]
     assert (s.key, s.files, s.added, s.created) == (old.key, old.files, old.added, old.created)
@@ -179,8 +180,8 @@ def test_reexport_refuses_to_drop_species_silently(bundle, retrained, esc50_clip
   )
   stdout = capsys.readouterr().out
   assert "dropped enrolled species 'Red fox 🦊'" in stdout and gone in stdout
-  assert list(export.load(out).species_store().load()) == ["Owl", "Bat"]
-  (dropped,) = export.read_manifest(out)["species"]["dropped"]
+  assert list(load_bundle(out).species_store().load()) == ["Owl", "Bat"]
+  (dropped,) = read_manifest(out)["species"]["dropped"]
   assert dropped["name"] == "Red fox 🦊" and gone in dropped["reason"]
 
 
@@ -193,8 +194,8 @@ def test_export_from_a_model_dir_reembeds_species_of_other_weights(bundle, retra
   shutil.copytree(enrolled / "species", model / "species")
   out = tmp_path / "new"
   assert export.main(["--model", str(model), "--out", str(out), *EXPORT]) == 0
-  assert export.read_manifest(out)["species"]["reembedded"] == list(before)
-  new = export.load(out)
+  assert read_manifest(out)["species"]["reembedded"] == list(before)
+  new = load_bundle(out)
   carried = new.species_store().load()
   assert list(carried) == list(before)
   for s in carried.values():

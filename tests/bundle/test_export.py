@@ -15,15 +15,16 @@ import pytest
 from predict_support import LABELS, REPO, SR, write_wave
 
 from animaljax import export
-from animaljax.export import ExportError
-from animaljax.predictor import Predictor
+from animaljax.bundle import BundleError, export_bundle, read_manifest, tflite
+from animaljax.bundle import format as bformat
+from animaljax.inference import Predictor, load_bundle, load_predictor
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
 def workdir_predictor(workdir) -> Predictor:
-  return Predictor.load(workdir)
+  return load_predictor(workdir)
 
 
 def waves(n: int, samples: int, seed: int = 0) -> np.ndarray:
@@ -31,9 +32,9 @@ def waves(n: int, samples: int, seed: int = 0) -> np.ndarray:
 
 
 def test_bundle_contents(bundle, workdir):
-  manifest = json.loads((bundle / export.MANIFEST).read_text())
-  assert manifest["format"] == export.FORMAT and manifest["format_version"] == export.FORMAT_VERSION
-  assert manifest["animaljax_version"] == export.animaljax_version() and manifest["created"].startswith("20")
+  manifest = json.loads((bundle / bformat.MANIFEST).read_text())
+  assert manifest["format"] == bformat.FORMAT and manifest["format_version"] == bformat.FORMAT_VERSION
+  assert manifest["animaljax_version"] == bformat.animaljax_version() and manifest["created"].startswith("20")
   assert (
     manifest["labels"] == list(LABELS) and manifest["sample_rate"] == SR and manifest["clip_samples"] == SR
   )
@@ -70,12 +71,12 @@ def test_round_trip_matches_workdir(bundle_predictor, workdir_predictor):
   a, b = p.classify(long, top_k=None), w.classify(long, top_k=None)
   assert [e["label"] for e in a] == [e["label"] for e in b]
   np.testing.assert_allclose([e["score"] for e in a], [e["score"] for e in b], rtol=1e-5, atol=1e-6)
-  assert Predictor.load(p.path).exported is not None  # Predictor.load hands a bundle to export.load
+  assert load_predictor(p.path).exported is not None  # load_predictor hands a bundle to load_bundle
 
 
 def test_jax_export_parity(bundle):
-  fast = export.load(bundle)
-  flax = export.load(bundle, use_exported=False)
+  fast = load_bundle(bundle)
+  flax = load_bundle(bundle, use_exported=False)
   assert fast.exported is not None and flax.exported is None
   for samples in (SR, int(0.8 * SR), 3 * SR):  # the window, and other multiples of the hop (symbolic time)
     assert fast.exported.accepts(samples)
@@ -101,13 +102,13 @@ def test_species_carried_from_model_dir(workdir_predictor, tmp_path):
     json.dumps({**json.loads((model_dir / "model.json").read_text()), "clip_seconds": 1.0})
   )
   clips = [write_wave(tmp_path / f"fox{i}.wav", 1.0, seed=10 + i) for i in range(3)]
-  enrol.enroll(Predictor.load(model_dir), "Red fox 🦊", clips)
+  enrol.enroll(load_predictor(model_dir), "Red fox 🦊", clips)
   out = tmp_path / "bundle"
   assert export.main(["--model", str(model_dir), "--out", str(out)]) == 0
-  manifest = export.read_manifest(out)
+  manifest = read_manifest(out)
   assert manifest["source"]["kind"] == "model_dir" and manifest["species"]["enrolled"] == ["Red fox 🦊"]
   assert manifest["metrics"] is None and "metrics.json" not in manifest["files"]
-  bundled = export.load(out)
+  bundled = load_bundle(out)
   assert list(bundled.species_store().load()) == ["Red fox 🦊"]
   ranking = bundled.classify(clips[0], top_k=3)
   assert ranking[0]["label"] == "Red fox 🦊" and ranking[0]["source"] == "enrolled"
@@ -120,12 +121,12 @@ def test_overwrite(bundle, tmp_path, capsys):
   assert "already exists" in capsys.readouterr().err
   # A file an older export wrote (listed in its manifest) goes with the bundle it belongs to.
   (out / "stale.txt").write_text("from the old bundle")
-  manifest = json.loads((out / export.MANIFEST).read_text())
+  manifest = json.loads((out / bformat.MANIFEST).read_text())
   manifest["files"]["stale.txt"] = {"size": 19, "sha256": hashlib.sha256(b"from the old bundle").hexdigest()}
-  (out / export.MANIFEST).write_text(json.dumps(manifest))
+  (out / bformat.MANIFEST).write_text(json.dumps(manifest))
   assert export.main(["--model", str(bundle), "--out", str(out), "--overwrite", "--no-jax-export"]) == 0
-  assert not (out / "stale.txt").exists() and export.read_manifest(out)["inference"] is None
-  assert export.load(out).exported is None  # no serialised function: the Flax model
+  assert not (out / "stale.txt").exists() and read_manifest(out)["inference"] is None
+  assert load_bundle(out).exported is None  # no serialised function: the Flax model
   assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left
   assert (
     export.main(["--model", str(bundle), "--out", str(bundle), "--overwrite"]) == 2
@@ -138,7 +139,7 @@ def test_overwrite(bundle, tmp_path, capsys):
 def _damaged(bundle: pathlib.Path, tmp_path: pathlib.Path, how: str) -> pathlib.Path:
   out = tmp_path / how
   shutil.copytree(bundle, out)
-  params = out / export.PARAMS
+  params = out / bformat.PARAMS
   if how == "missing":
     params.unlink()
   elif how == "truncated":
@@ -148,10 +149,10 @@ def _damaged(bundle: pathlib.Path, tmp_path: pathlib.Path, how: str) -> pathlib.
     data[len(data) // 2] ^= 0xFF
     params.write_bytes(bytes(data))
   elif how == "newer":
-    m = json.loads((out / export.MANIFEST).read_text())
-    (out / export.MANIFEST).write_text(json.dumps({**m, "format_version": export.FORMAT_VERSION + 1}))
+    m = json.loads((out / bformat.MANIFEST).read_text())
+    (out / bformat.MANIFEST).write_text(json.dumps({**m, "format_version": bformat.FORMAT_VERSION + 1}))
   elif how == "no_manifest":
-    (out / export.MANIFEST).unlink()
+    (out / bformat.MANIFEST).unlink()
   return out
 
 
@@ -166,8 +167,8 @@ def _damaged(bundle: pathlib.Path, tmp_path: pathlib.Path, how: str) -> pathlib.
   ],
 )
 def test_damaged_bundle(bundle, tmp_path, how, file, reason):
-  with pytest.raises(ExportError, match=reason) as info:
-    export.load(_damaged(bundle, tmp_path, how))
+  with pytest.raises(BundleError, match=reason) as info:
+    load_bundle(_damaged(bundle, tmp_path, how))
   assert pathlib.Path(info.value.path).name == file
 
 
@@ -198,11 +199,11 @@ def test_tflite(bundle_predictor, tmp_path):
   from animaljax.data.sources.synthetic import synthesize
 
   p = bundle_predictor
-  out = export.export_bundle(p, tmp_path / "tfl", jax_export=False, tflite=True)
-  entry = export.read_manifest(out)["tflite"]  # the checksums of every file were verified here
+  out = export_bundle(p, tmp_path / "tfl", jax_export=False, tflite=True)
+  entry = read_manifest(out)["tflite"]  # the checksums of every file were verified here
   assert entry["input"] == [1, SR] and entry["files"] == {
-    "float32": [export.TFLITE], "float16": [export.TFLITE_FP16],
-    "int8": [export.TFLITE_FRONTEND, export.TFLITE_INT8],
+    "float32": [bformat.TFLITE], "float16": [bformat.TFLITE_FP16],
+    "int8": [bformat.TFLITE_FRONTEND, bformat.TFLITE_INT8],
   }  # fmt: skip
   # Held-out synthetic calls of the 4 trained types (6 each).
   x = np.stack(
@@ -211,7 +212,7 @@ def test_tflite(bundle_predictor, tmp_path):
   x = x.astype(np.float32)
   ref_logits, ref_emb = (np.asarray(a) for a in p._run(x))
   results = {
-    k: export.tflite_forward([out / f for f in files], len(LABELS))(x) for k, files in entry["files"].items()
+    k: tflite.tflite_forward([out / f for f in files], len(LABELS))(x) for k, files in entry["files"].items()
   }
   logits, emb = results["float32"]
   np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-4)
@@ -219,13 +220,14 @@ def test_tflite(bundle_predictor, tmp_path):
   agree = {k: float((v[0].argmax(1) == ref_logits.argmax(1)).mean()) for k, v in results.items()}
   assert agree["float16"] == 1.0 and np.abs(results["float16"][0] - ref_logits).max() < 0.05
   # int8 quantises only the network; its float32 front end alone gives the model's log-mel (one file held int8
-  # matrices and kept 62.5% of the labels, see export.write_tflite). Stated tolerance: >= 95% top-1 agreement.
+  # matrices and kept 62.5% of the labels, see tflite.write_tflite). Stated tolerance: >= 95% top-1 agreement.
   assert agree["int8"] >= 0.95, agree
-  front = export.tflite_forward(out / export.TFLITE_FRONTEND, 0)
+  front = tflite.tflite_forward(out / bformat.TFLITE_FRONTEND, 0)
   feats = front(x[:4])[1].reshape(4, *entry["features"][1:])
   np.testing.assert_allclose(feats, np.asarray(frontend.features(x[:4], p.config.frontend)), atol=1e-2)
   # The int8 network is about 4x smaller than the same network in float32 (the float file minus its front end).
   sizes = {
-    name: (out / name).stat().st_size for name in (export.TFLITE, export.TFLITE_FRONTEND, export.TFLITE_INT8)
+    name: (out / name).stat().st_size
+    for name in (bformat.TFLITE, bformat.TFLITE_FRONTEND, bformat.TFLITE_INT8)
   }
-  assert sizes[export.TFLITE_INT8] < 0.35 * (sizes[export.TFLITE] - sizes[export.TFLITE_FRONTEND]), sizes
+  assert sizes[bformat.TFLITE_INT8] < 0.35 * (sizes[bformat.TFLITE] - sizes[bformat.TFLITE_FRONTEND]), sizes

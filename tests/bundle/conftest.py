@@ -1,4 +1,4 @@
-"""Session fixtures of tests/export: the same tiny trained workdir and bundle as tests/predict (built once)."""
+"""Session fixtures of tests/bundle: the same tiny trained workdir and bundle as tests/predict (built once)."""
 
 from __future__ import annotations
 

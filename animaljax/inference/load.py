@@ -1,0 +1,155 @@
+"""The one place that knows where a model can come from: a bundle, a converted model dir or a training workdir.
+
+`load_predictor(path)` gives a `Predictor` of any of the three:
+  * an exported bundle (`manifest.json`; `bundle.read`): its serialised `jax.export` forward runs instead of
+    tracing the Flax model;
+  * a converted model dir (`python -m animaljax.convert` / `models.pretrained.save_converted`): `model.json`
+    (config + labels) + orbax `variables/`;
+  * a training workdir (`training.workdir`): `config.json` + the best checkpoint, else the newest periodic one;
+    only params and BatchNorm statistics are restored (not the optimizer).
+`export_model(path or Predictor, out)` writes the bundle of any of them (`bundle.write.export_bundle`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+
+import jax
+import numpy as np
+
+from animaljax.bundle.format import MANIFEST
+from animaljax.bundle.read import read_bundle
+from animaljax.bundle.write import check_export, export_bundle
+from animaljax.inference.predictor import Predictor
+from animaljax.models.serialize import MODEL_JSON
+from animaljax.training import workdir as run_folder
+
+
+def load_predictor(path: str | os.PathLike, *, use_exported: bool = True, verify: bool = True) -> Predictor:
+  """The Predictor of a bundle (`manifest.json`), a converted model dir (`model.json` + `variables/`) or a
+  training workdir (`config.json` + checkpoints).
+
+  Args:
+    use_exported, verify: for a bundle, as `load_bundle`.
+  Raises:
+    FileNotFoundError: none of the three, or a workdir without a finished checkpoint.
+    BundleError: a damaged bundle (see `bundle.read.read_bundle`).
+  """
+  root = pathlib.Path(path).absolute()
+  if (root / MANIFEST).is_file():
+    return load_bundle(root, use_exported=use_exported, verify=verify)
+  if (root / MODEL_JSON).is_file():
+    return _load_converted(root)
+  if (root / run_folder.CONFIG_JSON).is_file():
+    return _load_workdir(root)
+  raise FileNotFoundError(
+    f"{root} is neither a model dir (no model.json) nor a training workdir (no config.json)"
+  )
+
+
+def load_bundle(path: str | os.PathLike, *, use_exported: bool = True, verify: bool = True) -> Predictor:
+  """The Predictor of an exported bundle (what the demo serves).
+
+  Args:
+    use_exported: run `infer.jax_exported` when present and lowered for this platform (else the Flax model).
+    verify: check every file's sha256 (sizes are always checked).
+  Raises:
+    BundleError: not a bundle, a missing/truncated/corrupted file, a newer format_version, a model.json whose
+      labels do not fit the model.
+  """
+  from animaljax.bundle.format import BundleError
+
+  b = read_bundle(path, use_exported=use_exported, verify=verify)
+  try:
+    return Predictor(
+      b.config, b.variables, b.labels, clip_seconds=b.clip_seconds, path=b.path, exported=b.exported,
+      source={"kind": "bundle", "path": str(b.path)},
+    )  # fmt: skip
+  except ValueError as err:
+    raise BundleError(b.path, str(err)) from err
+
+
+def _load_converted(root: pathlib.Path) -> Predictor:
+  from animaljax.models.pretrained import load_converted, read_metadata
+
+  meta = read_metadata(root)
+  config, variables = load_converted(root)
+  return Predictor(
+    config, variables, meta["labels"], clip_seconds=meta.get("clip_seconds"), path=root,
+    source={"kind": "model_dir", "path": str(root)},
+  )  # fmt: skip
+
+
+def _load_workdir(root: pathlib.Path) -> Predictor:
+  c = run_folder.read_config(root)
+  state_dir = run_folder.state_dir(root)
+  variables = _restore_variables(state_dir)
+  num_classes = _head_size(variables["params"])
+  labels = _workdir_labels(root, c.data.dir, num_classes)
+  source = {"kind": "workdir", "path": str(root), "checkpoint": str(state_dir.parent.relative_to(root))}
+  config = run_folder.model_config(root, num_classes)
+  return Predictor(
+    config, variables, labels, clip_seconds=float(c.data.clip_seconds), path=root, source=source
+  )
+
+
+def _restore_variables(state_dir: pathlib.Path) -> dict:
+  """params and batch_stats of a saved TrainState (the optimizer state is left on disk)."""
+  import orbax.checkpoint as ocp
+
+  with ocp.PyTreeCheckpointer() as ckpt:
+    meta = ckpt.metadata(state_dir).item_metadata.tree
+    wanted = {k: meta[k] for k in ("params", "batch_stats") if k in meta}
+    item = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), wanted)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    state = ckpt.restore(
+      state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
+    )
+  return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
+
+
+def _head_size(params: dict) -> int:
+  head = params["head"]
+  kernel = head["kernel"] if "kernel" in head else head["dense"]["kernel"]
+  return int(kernel.shape[-1])
+
+
+def _workdir_labels(root: pathlib.Path, data_dir: str, num_classes: int) -> list[str]:
+  """Class names: `labels.json` in the workdir, else the packed dataset's summary, else `class_<i>`."""
+  candidates = [root / "labels.json", pathlib.Path(data_dir) / "summary.json" if data_dir else None]
+  for path in candidates:
+    if path is not None and path.is_file():
+      data = json.loads(path.read_text())
+      names = data if isinstance(data, list) else data.get("class_names") or data.get("labels")
+      if names and len(names) == num_classes:
+        return list(names)
+  return [f"class_{i}" for i in range(num_classes)]
+
+
+def export_model(
+  model: str | os.PathLike | Predictor,
+  out: str | os.PathLike,
+  *,
+  overwrite: bool = False,
+  jax_export: bool = True,
+  tflite: bool = False,
+  drop_species: bool = False,
+) -> pathlib.Path:
+  """Writes the bundle of `model` (a training workdir, converted model dir, bundle or Predictor) to `out`.
+
+  `out` is checked (`bundle.write.check_export`) before the model is loaded; the rest, enrolled species
+  carried over included, is `bundle.write.export_bundle` (same arguments).
+  Returns:
+    The bundle's absolute path.
+  Raises:
+    BundleError: `out` may not be written, or enrolled species cannot be carried over. FileNotFoundError: no
+    model at the path.
+  """
+  if not isinstance(model, Predictor):
+    check_export(out, model, overwrite=overwrite)
+    model = load_predictor(model)
+  return export_bundle(
+    model, out, overwrite=overwrite, jax_export=jax_export, tflite=tflite, drop_species=drop_species
+  )

@@ -1,0 +1,233 @@
+"""Output formats of `predict` and `embed`, and the atomic file they are written to.
+
+predict (`summarize` one file's `FileScan` into ranked labels, then a `Writer` streams one format):
+  csv    CSV_COLUMNS `file,kind,start_s,end_s,rank,label,score`: one row per kept label, kind "window" or
+         "file" (the summary row spans the whole file)
+  json   one list, an object per file: {"file", "labels": [{"label", "score"}, ...] (best first),
+         "windows": [{"start_s", "end_s", "labels": [...]}, ...]}
+  raven  a Raven selection table of the windows (tab-separated; one row per kept label; a Begin File column
+         says which file)
+embed (`embedding_columns` of the scans, then `write_parquet` or `write_npz`): as in HEAR's timestamp and scene
+embeddings, one row per window (kind "window", its start_s/end_s) and one for the whole file (kind "file": the
+mean of its window embeddings, start_s 0, end_s its duration).
+  parquet  (pyarrow) columns file (string), kind (string), start_s (float64), end_s (float64), embedding
+           (list<float32>, D values); the schema metadata holds the model's embed_dim, sample_rate and
+           fingerprint.
+  npz      (for users without Parquet readers; `np.load(path)` with the default allow_pickle=False): arrays
+           file, kind (unicode), start_s, end_s (float64) and embedding (N, D) float32.
+Either is written through `replaced_on_success`: a temporary file beside the target, renamed onto it only once
+complete.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import json
+import os
+import pathlib
+import tempfile
+import zipfile
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+
+from animaljax.fewshot.enrol import rank
+
+FORMATS = ("csv", "json", "raven")  # predict's
+EMBED_FORMATS = ("parquet", "npz")
+POOLS = ("mean", "max")
+CSV_COLUMNS = ("file", "kind", "start_s", "end_s", "rank", "label", "score")
+RAVEN_COLUMNS = (
+  "Selection", "View", "Channel", "Begin Time (s)", "End Time (s)", "Low Freq (Hz)", "High Freq (Hz)",
+  "Species", "Score", "Begin File",
+)  # fmt: skip
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# predict
+# ----------------------------------------------------------------------------------------------------------------
+def _keep(ranking: list[dict], min_score: float) -> list[dict]:
+  return [{"label": r["label"], "score": r["score"]} for r in ranking if r["score"] >= min_score]
+
+
+def summarize(
+  scan,
+  labels: Sequence[str],
+  species: dict,
+  *,
+  pool: str = "mean",
+  top_k: int = 5,
+  min_score: float = 0.0,
+  model_threshold: float = 0.5,
+) -> dict:
+  """A `Predictor.scan` result -> `{"file", "labels", "windows": [{"start_s", "end_s", "labels"}]}`.
+
+  Args:
+    labels, species: the model's class names and enrolled species (`SpeciesStore.load()`).
+    pool: the file's probabilities are the "mean" or "max" of its windows' (its embedding: their mean).
+    top_k: labels kept per window and per file (0: all); min_score: drop labels scoring below it.
+    model_threshold: below this top probability the model is "unknown" (`fewshot.enrol.rank`).
+  """
+  if pool not in POOLS:
+    raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
+  k = top_k or None
+
+  def ranked(p, e):
+    return _keep(rank(p, labels, e, species, top_k=k, model_threshold=model_threshold), min_score)
+
+  pooled = scan.probs.mean(0) if pool == "mean" else scan.probs.max(0)
+  windows = [
+    {"start_s": round(float(s), 6), "end_s": round(float(e), 6), "labels": ranked(p, emb)}
+    for s, e, p, emb in zip(scan.start_s, scan.end_s, scan.probs, scan.embeddings, strict=True)
+  ]
+  return {"file": scan.file, "labels": ranked(pooled, scan.embeddings.mean(0)), "windows": windows}
+
+
+def csv_rows(result: dict) -> Iterator[tuple]:
+  """CSV_COLUMNS rows of one file's result: its windows, then its summary (kind "file")."""
+  for w in result["windows"]:
+    for r, entry in enumerate(w["labels"], start=1):
+      yield result["file"], "window", w["start_s"], w["end_s"], r, entry["label"], entry["score"]
+  end = result["windows"][-1]["end_s"] if result["windows"] else 0.0
+  for r, entry in enumerate(result["labels"], start=1):
+    yield result["file"], "file", 0.0, end, r, entry["label"], entry["score"]
+
+
+class Writer:
+  """Streams results in one format: `write(result)` per file, then `close()` (JSON's closing bracket)."""
+
+  def __init__(self, fmt: str, out, *, sample_rate: int):
+    if fmt not in FORMATS:
+      raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
+    self.fmt, self.out, self.high = fmt, out, sample_rate / 2
+    self.count = self.selection = 0
+    if fmt == "csv":
+      self.csv = csv.writer(out, lineterminator="\n")
+      self.csv.writerow(CSV_COLUMNS)
+    elif fmt == "raven":
+      out.write("\t".join(RAVEN_COLUMNS) + "\n")
+    else:
+      out.write("[")
+
+  def write(self, result: dict) -> None:
+    if self.fmt == "csv":
+      self.csv.writerows(csv_rows(result))
+    elif self.fmt == "json":
+      self.out.write(("," if self.count else "") + "\n" + json.dumps(result, ensure_ascii=False))
+    else:
+      for w in result["windows"]:
+        for entry in w["labels"]:
+          self.selection += 1
+          row = (
+            self.selection, "Spectrogram 1", 1, f"{w['start_s']:.4f}", f"{w['end_s']:.4f}", "0.0",
+            f"{self.high:.1f}", _raven_text(entry["label"]), f"{entry['score']:.6f}", _raven_text(result["file"]),
+          )  # fmt: skip
+          self.out.write("\t".join(map(str, row)) + "\n")
+    self.count += 1
+
+  def close(self) -> None:
+    if self.fmt == "json":
+      self.out.write("\n]\n" if self.count else "]\n")
+    self.out.flush()
+
+
+def _raven_text(s: str) -> str:
+  """Tabs and newlines would break the table's columns."""
+  return " ".join(str(s).split())
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# embed
+# ----------------------------------------------------------------------------------------------------------------
+def embedding_columns(scans) -> dict[str, list]:
+  """FileScans -> columns `{"file", "kind", "start_s", "end_s", "embedding"}` (windows, then the file row)."""
+  cols: dict[str, list] = {"file": [], "kind": [], "start_s": [], "end_s": [], "embedding": []}
+
+  def add(file, kind, start, end, emb):
+    cols["file"].append(file)
+    cols["kind"].append(kind)
+    cols["start_s"].append(float(start))
+    cols["end_s"].append(float(end))
+    cols["embedding"].append(np.asarray(emb, np.float32))
+
+  for scan in scans:
+    for s, e, emb in zip(scan.start_s, scan.end_s, scan.embeddings, strict=True):
+      add(scan.file, "window", s, e, emb)
+    add(scan.file, "file", 0.0, scan.duration_s, scan.embeddings.mean(0))
+  return cols
+
+
+def write_parquet(path: str | pathlib.Path, cols: dict[str, list], metadata: dict[str, str]) -> None:
+  """`embedding_columns` as a Parquet table at `path`, with `metadata` as the schema's key/value metadata."""
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  emb = np.stack(cols["embedding"]) if cols["embedding"] else np.zeros((0, 0), np.float32)
+  dim = emb.shape[1]
+  values = pa.array(emb.reshape(-1), pa.float32())
+  offsets = pa.array(np.arange(0, emb.size + 1, max(dim, 1), dtype=np.int32)[: len(emb) + 1], pa.int32())
+  table = pa.table(
+    {
+      "file": pa.array(cols["file"], pa.string()),
+      "kind": pa.array(cols["kind"], pa.string()),
+      "start_s": pa.array(cols["start_s"], pa.float64()),
+      "end_s": pa.array(cols["end_s"], pa.float64()),
+      "embedding": pa.ListArray.from_arrays(offsets, values),
+    }
+  )
+  pq.write_table(table.replace_schema_metadata(metadata), path)
+
+
+def write_npz(path: str | pathlib.Path, cols: dict[str, list]) -> None:
+  """`embedding_columns` as an npz at `path` (no pickled arrays; `embedding` is (N, D) float32)."""
+  emb = np.stack(cols["embedding"]) if cols["embedding"] else np.zeros((0, 0), np.float32)
+  arrays = {
+    "file": np.asarray(cols["file"], dtype=str),
+    "kind": np.asarray(cols["kind"], dtype=str),
+    "start_s": np.asarray(cols["start_s"], np.float64),
+    "end_s": np.asarray(cols["end_s"], np.float64),
+    "embedding": emb.astype(np.float32),
+  }
+  # What np.savez writes, by hand: its first parameter is called `file`, which is also a column name here.
+  with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as z:
+    for name, arr in arrays.items():
+      with z.open(f"{name}.npy", "w", force_zip64=True) as f:
+        np.lib.format.write_array(f, arr, allow_pickle=False)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# The output file
+# ----------------------------------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def replaced_on_success(path: str | os.PathLike) -> Iterator[pathlib.Path]:
+  """A temporary file beside `path` to write the output to; renamed onto `path` when the block ends.
+
+  Nothing is lost: if the block raises, or unlinks the temporary file to say there is nothing to write,
+  `path` is left as it was (an existing file byte for byte) and the folders made for it are removed again.
+  Checked on entry, before any work: `path` must not be a folder, and its folder must be writable.
+  Yields:
+    The temporary file's path (created empty; mode as `open` would give `path`).
+  """
+  target = pathlib.Path(path).absolute()
+  if target.is_dir():
+    raise ValueError(f"{target} is a folder: give the output a file name")
+  made = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
+  target.parent.mkdir(parents=True, exist_ok=True)
+  tmp = None
+  try:
+    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp = pathlib.Path(name)
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o666 & ~umask)  # mkstemp's 0600 would make the results private to the user
+    yield tmp
+    if tmp.exists():
+      os.replace(tmp, target)
+  finally:
+    if tmp is not None and tmp.exists():
+      tmp.unlink()
+    for folder in made:  # innermost first; only folders still empty (made for this output and unused)
+      with contextlib.suppress(OSError):
+        folder.rmdir()
