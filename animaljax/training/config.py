@@ -81,6 +81,13 @@ class TrainConfig:
   class_weights: str = "none"  # none | balanced (inverse training-split class frequency)
   sampling: str = "uniform"  # uniform | balanced (draw examples with weight 1/count(class), with replacement)
   on_nonfinite: str = "stop"  # stop | skip (keep the previous params/optimizer state for that step)
+  # Background noise mixed into training clips (never into evaluation), on the device at an exact SNR: each
+  # example gets a random clip of the pack's `noise_split` with probability `noise_p`, at an SNR uniform in
+  # `noise_snr_db`. 0 = off. A pack gets a noise split from a `Noise/` folder (see `python -m animaljax.pack`).
+  noise_p: float = 0.0
+  noise_snr_db: tuple[float, ...] = (5.0, 20.0)
+  noise_split: str = "noise"
+  max_noise_clips: int = 64  # noise clips kept on the device
   seed: int = 0
   log_every: int = 10  # steps between host syncs (loss check, progress bar, train_log.jsonl)
   log_indices: bool = False  # log each step's data `index` to train_log.jsonl (tests the data order)
@@ -285,6 +292,9 @@ _RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
   "train.freq_width": (lambda v: v >= 0, "an integer >= 0"),
   "train.log_every": (lambda v: v >= 1, "an integer >= 1"),
   "train.halt_after": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
+  "train.noise_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
+  "train.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
+  "simclr.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
   "eval.every_steps": (lambda v: v >= 1, "an integer >= 1"),
   "eval.batch_size": (lambda v: v >= 1, "an integer >= 1"),
   "eval.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
@@ -352,6 +362,10 @@ def validate(c: RunConfig) -> None:
     raise ValueError(
       f"unknown eval.metric {c.eval.metric!r} for trainer {c.trainer}; valid: {', '.join(metrics)}"
     )
+  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db"):
+    pair = _get(c, key)
+    if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
+      raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
   if c.trainer == "simclr":
     if c.simclr.view_seconds > c.data.clip_seconds:
       raise ValueError(
@@ -386,6 +400,10 @@ def resolve(config: Any, workdir: str | pathlib.Path) -> RunConfig:
     changes.update(train_split="+".join(f"fold{k}" for k in folds), eval_split=f"fold{d.cv_fold}")
   data = dataclasses.replace(d, **changes)
   probe = c.probe
+  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db"):
+    pair = _get(c, key)
+    if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
+      raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
   if c.trainer == "simclr":
     probe = dataclasses.replace(
       probe, data_dir=str(pathlib.Path(probe.data_dir).absolute()) if probe.data_dir else data.dir

@@ -10,6 +10,7 @@ is the same for all of them, so it lives once:
   (its best state's encoder) or a SimCLR run's `encoder/` (a converted dir);
 * `ensure_packed(c)`: the pack at `c.data.dir`, packed on first use (process 0 packs, the others wait);
 * `augment_features`: SpecAugment as `c.train` configures it, every trainer's feature hook;
+* `noise_bank`: clips of the pack's noise split for on-device noise mixing (supervised and SimCLR);
 * `calibrate_batch_stats`: BatchNorm running statistics from one training batch.
 """
 
@@ -89,6 +90,23 @@ def augment_features(feats: jax.Array, key: jax.Array, t: TrainConfig) -> jax.Ar
     key, feats, time_masks=t.time_masks, time_width=t.time_width, freq_masks=t.freq_masks,
     freq_width=t.freq_width,
   )  # fmt: skip
+
+
+def noise_bank(
+  data_dir: str, data: PackedDataset, split: str, max_clips: int, samples: int
+) -> np.ndarray | None:
+  """Up to `max_clips` clips of the pack's `split` (its noise split), `(n, samples)` int16, or None if the pack
+  has no such split or it is empty. Short clips are zero-padded by the loader; `augment.random_noise_mix`
+  crops or tiles each to the training row."""
+  from animaljax.data.loader import make_loader
+
+  if not split or split not in data.splits or data.num_examples(split) == 0:
+    return None
+  n = min(data.num_examples(split), max_clips)
+  first = next(iter(make_loader(
+    data_dir, split, batch_size=n, train=False, clip_seconds=samples / data.sample_rate, shard_by_process=False,
+  )))  # fmt: skip
+  return first["audio"][first["mask"]]
 
 
 def make_tx(c: RunConfig):

@@ -222,19 +222,6 @@ def linear_probe(
 # ----------------------------------------------------------------------------------------------------------------
 # Config, data
 # ----------------------------------------------------------------------------------------------------------------
-def _noise_bank(c: RunConfig, data, view_samples: int) -> np.ndarray | None:
-  """Up to `simclr.max_noise_clips` clips of the pack's noise split, (n, view_samples) int16, or None."""
-  split = c.simclr.noise_split
-  if not split or split not in data.splits or data.num_examples(split) == 0:
-    return None
-  n = min(data.num_examples(split), c.simclr.max_noise_clips)
-  first = next(iter(make_loader(
-    c.data.dir, split, batch_size=n, train=False, clip_seconds=view_samples / data.sample_rate,
-    shard_by_process=False,
-  )))  # fmt: skip
-  return first["audio"][first["mask"]]
-
-
 # ----------------------------------------------------------------------------------------------------------------
 # Entry point
 # ----------------------------------------------------------------------------------------------------------------
@@ -268,7 +255,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   view_samples = round(s.view_seconds * data.sample_rate)
   vc = ViewConfig(view_samples, tuple(s.gain_db), round(s.max_shift_seconds * data.sample_rate),
                   tuple(s.noise_snr_db), s.noise_p)  # fmt: skip
-  bank = _noise_bank(c, data, view_samples)
+  bank = setup.noise_bank(d.dir, data, s.noise_split, s.max_noise_clips, view_samples)
   noise_bank = None if bank is None or not len(bank) else jnp.asarray(bank)
 
   # AST's positional grid is laid out for one input length: the views' length. CNNs pool over any length,

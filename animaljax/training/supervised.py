@@ -18,7 +18,7 @@ import numpy as np
 import optax
 
 from animaljax import losses, metrics
-from animaljax.augment import mixup, sample_mixup
+from animaljax.augment import mixup, random_noise_mix, sample_mixup
 from animaljax.data.loader import PackedDataset, make_loader
 from animaljax.models.classifier import make_model
 from animaljax.training import config as config_lib
@@ -49,8 +49,28 @@ def _class_counts(data: PackedDataset, split: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # Steps
 # ----------------------------------------------------------------------------------------------------------------
-def make_steps(c: config_lib.RunConfig, model, tx, lr_fn, num_classes: int, class_weights: np.ndarray | None):
-  """The pure train and eval steps for `loop.Task`."""
+def train_inputs(key: jax.Array, audio: jax.Array, noise_bank: jax.Array | None, t: config_lib.TrainConfig):
+  """The waveforms the training step feeds the model: `audio` (batch, time) with background noise mixed in.
+
+  With a noise bank and `t.noise_p > 0`, each row gets a random noise clip with probability `t.noise_p` at an
+  SNR uniform in `t.noise_snr_db` (exact, `augment.mix_at_snr`); otherwise `audio` as it is. Evaluation never
+  calls this: scores are always on the clean clips.
+  """
+  if noise_bank is None or t.noise_p <= 0:
+    return audio
+  return random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p)
+
+
+def make_steps(
+  c: config_lib.RunConfig,
+  model,
+  tx,
+  lr_fn,
+  num_classes: int,
+  class_weights: np.ndarray | None,
+  noise_bank=None,
+):
+  """The pure train and eval steps for `loop.Task`; `noise_bank` (n, samples) feeds `train_inputs`."""
   t = c.train
   loss_of = losses.loss_fn(t.loss, focal_gamma=t.focal_gamma)
   weights = None if class_weights is None else jnp.asarray(class_weights)
@@ -74,10 +94,13 @@ def make_steps(c: config_lib.RunConfig, model, tx, lr_fn, num_classes: int, clas
       feats = setup.augment_features(feats, key, t)
       return mixup(feats, lam, perm) if t.mixup_alpha > 0 else feats
 
+    # A key of its own (not a fourth split of `rng`), so runs without noise keep their exact random streams.
+    audio = train_inputs(jax.random.fold_in(rng, 1), batch["audio"], noise_bank, t)
+
     def loss_fn(params):
       (logits, _), updates = model.apply(
         {"params": params, "batch_stats": state.batch_stats},
-        batch["audio"],
+        audio,
         train=True,
         feature_fn=feature_fn,
         rngs={"dropout": k_drop, "augment": k_aug},
@@ -170,7 +193,16 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
     if t.class_weights == "balanced"
     else None
   )
-  train_step, eval_step = make_steps(c, model, tx, lr_fn, num_classes, class_weights)
+  bank = None
+  if t.noise_p > 0:
+    bank = setup.noise_bank(d.dir, data, t.noise_split, t.max_noise_clips, train_loader.clip_samples)
+    if bank is None or not len(bank):
+      raise ValueError(
+        f"train.noise_p={t.noise_p} mixes noise from the pack's {t.noise_split!r} split, but {d.dir} has none: "
+        "pack the corpus with a Noise/ folder of background recordings, or set train.noise_p=0"
+      )
+    bank = jnp.asarray(bank)
+  train_step, eval_step = make_steps(c, model, tx, lr_fn, num_classes, class_weights, bank)
 
   def init_state() -> TrainState:
     k_params, k_state = jax.random.split(jax.random.PRNGKey(t.seed))
