@@ -17,11 +17,12 @@ This module imports nothing heavy (no jax, no TensorFlow): `pack` stays quick to
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import sys
 import traceback
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
+
+from animaljax.training.typed import closest_first  # noqa: F401 - re-exported for the commands
 
 DEBUG_ENV = "ANIMALJAX_DEBUG"
 EXIT_USER_ERROR = 2
@@ -81,15 +82,6 @@ class ArgumentParser(argparse.ArgumentParser):
   def error(self, message: str):  # argparse's own prints the usage block first: two+ lines
     print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
-
-
-def closest_first(name: str, valid: Iterable[str]) -> list[str]:
-  """`valid`, the close matches of `name` first (difflib), then the rest in order."""
-  valid = list(valid)
-  if not valid:
-    return []
-  close = difflib.get_close_matches(name, valid, n=len(valid), cutoff=0.5)
-  return close + [v for v in valid if v not in close]
 
 
 # --------------------------------------------------------------------------------------------- argument types

@@ -18,6 +18,8 @@ import typing
 from collections.abc import Mapping
 from typing import Any
 
+from animaljax.training import typed
+
 TRAINERS = ("supervised", "simclr", "protonet")
 SUPERVISED_METRICS = ("accuracy", "macro_f1", "weighted_f1", "mAP", "loss")
 SIMCLR_METRICS = ("probe_accuracy", "probe_train_accuracy")  # with the linear probe on
@@ -182,52 +184,6 @@ def defaults() -> dict[str, Any]:
   return RunConfig().to_dict()
 
 
-# ---------------------------------------------------------------------------------------------------- parsing
-def _closest(name: str, valid: list[str]) -> list[str]:
-  import difflib
-
-  close = difflib.get_close_matches(name, valid, n=len(valid), cutoff=0.5) if valid else []
-  return close + [v for v in valid if v not in close]
-
-
-def _coerce(key: str, value: Any, hint: Any) -> Any:
-  """`value` as the field's type `hint` (int -> float, list -> tuple); ValueError naming `key` otherwise."""
-  origin = typing.get_origin(hint)
-  if origin is tuple:
-    (item, _) = typing.get_args(hint)
-    if not isinstance(value, list | tuple):
-      raise ValueError(f"{key} must be a list, got {value!r}")
-    return tuple(_coerce(f"{key}[{i}]", v, item) for i, v in enumerate(value))
-  if hint is bool:
-    if not isinstance(value, bool):
-      raise ValueError(f"{key} must be True or False, got {value!r}")
-    return value
-  if hint is int:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not float(value).is_integer():
-      raise ValueError(f"{key} must be an integer, got {value!r}")
-    return int(value)
-  if hint is float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-      raise ValueError(f"{key} must be a number, got {value!r}")
-    return float(value)
-  if hint is str:
-    if not isinstance(value, str):
-      raise ValueError(f"{key} must be a string, got {value!r}")
-    return value
-  raise TypeError(f"{key}: unsupported field type {hint!r}")  # a bug in this module, not the user's
-
-
-def _section(cls: type, key: str, values: Mapping[str, Any], strict: bool):
-  hints = typing.get_type_hints(cls)
-  names = [f.name for f in dataclasses.fields(cls)]
-  unknown = [k for k in values if k not in names]
-  if unknown and strict:
-    raise ValueError(
-      f"unknown config key {key}.{unknown[0]}; valid keys of {key}: {', '.join(_closest(unknown[0], names))}"
-    )
-  return cls(**{k: _coerce(f"{key}.{k}", v, hints[k]) for k, v in values.items() if k in names})
-
-
 def parse(config: Mapping[str, Any] | Any, *, strict: bool = True) -> RunConfig:
   """A ConfigDict (or plain dict, or a RunConfig) -> a validated RunConfig.
 
@@ -241,23 +197,7 @@ def parse(config: Mapping[str, Any] | Any, *, strict: bool = True) -> RunConfig:
   if isinstance(config, RunConfig):
     return config
   values = config.to_dict() if hasattr(config, "to_dict") else dict(config)
-  hints = typing.get_type_hints(RunConfig)
-  names = [f.name for f in dataclasses.fields(RunConfig)]
-  unknown = [k for k in values if k not in names]
-  if unknown and strict:
-    raise ValueError(f"unknown config key {unknown[0]}; valid keys: {', '.join(_closest(unknown[0], names))}")
-  kwargs: dict[str, Any] = {}
-  for name in names:
-    if name not in values:
-      continue
-    hint = hints[name]
-    if dataclasses.is_dataclass(hint):
-      if not isinstance(values[name], Mapping):
-        raise ValueError(f"config.{name} must be a section, got {values[name]!r}")
-      kwargs[name] = _section(hint, name, values[name], strict)
-    else:
-      kwargs[name] = _coerce(name, values[name], hint)
-  c = RunConfig(**kwargs)
+  c = typed.build(RunConfig, values, strict=strict)
   validate(c)
   return c
 
