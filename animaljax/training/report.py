@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from animaljax.data import atomic
+
 CONFUSION_PNG = "confusion_matrix.png"
 PER_CLASS_PNG = "per_class.png"
 _MAX_ANNOTATED = 20  # counts are written in the cells up to this many classes; beyond, they are unreadable
@@ -29,9 +31,7 @@ def write_metrics(workdir: pathlib.Path, step: int, metrics: Mapping, log_skip: 
   import json
 
   record = {"step": step, **metrics}
-  tmp = workdir / "metrics.json.tmp"
-  tmp.write_text(json.dumps(record, indent=2) + "\n")
-  tmp.replace(workdir / "metrics.json")
+  atomic.write_text(workdir / "metrics.json", json.dumps(record, indent=2) + "\n")
   with open(workdir / "eval_log.jsonl", "a") as f:
     f.write(json.dumps({k: v for k, v in record.items() if k not in log_skip}) + "\n")
 
@@ -72,10 +72,9 @@ class EventWriter:
 
 
 def _save(fig, path: pathlib.Path) -> pathlib.Path:
-  """Renders to `<path>.tmp` then renames, so a reader (the demo) never sees half a PNG."""
-  tmp = path.with_name(path.name + ".tmp")
-  fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
-  tmp.replace(path)
+  """Renders beside `path` then renames, so a reader (the demo) never sees half a PNG."""
+  with atomic.replaced_on_success(path) as tmp:
+    fig.savefig(tmp, format="png", dpi=100, bbox_inches="tight")
   return path
 
 

@@ -173,9 +173,9 @@ def check_resume(workdir: pathlib.Path, config: dict) -> None:
 
 def write_config(workdir: pathlib.Path, config: dict) -> None:
   """Writes `config.json` atomically (a temporary file renamed over it)."""
-  tmp = workdir / f".{CONFIG_JSON}.tmp-{os.getpid()}"
-  tmp.write_text(json.dumps(config, indent=2) + "\n")
-  tmp.replace(workdir / CONFIG_JSON)
+  from animaljax.data import atomic
+
+  atomic.write_text(workdir / CONFIG_JSON, json.dumps(config, indent=2) + "\n")
 
 
 @contextlib.contextmanager
