@@ -19,12 +19,12 @@ import pathlib
 import jax
 import numpy as np
 
+import animaljax.training.workdir as run_folder
 from animaljax.bundle.format import MANIFEST
 from animaljax.bundle.read import read_bundle
 from animaljax.bundle.write import check_export, export_bundle
 from animaljax.inference.predictor import Predictor
 from animaljax.models.serialize import MODEL_JSON
-from animaljax.training import workdir as run_folder
 
 
 def load_predictor(path: str | os.PathLike, *, use_exported: bool = True, verify: bool = True) -> Predictor:
