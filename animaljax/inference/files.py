@@ -4,7 +4,8 @@
 `embed_files(model, inputs, out, ...)` writes per-window and per-file embeddings to Parquet or npz (formats:
 `inference.outputs`). Both read folders recursively (`expand_inputs`), run `Predictor.scan` with a progress
 bar on stderr, name each unreadable file on stderr and skip it, and write their file through
-`outputs.replaced_on_success`: an option, a model or a run that reads no file leaves an existing file as it was.
+`data.atomic.replaced_on_success`: a bad option, a bad model or a run that reads no file leaves an existing file
+as it was.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from animaljax.audio.io import AUDIO_EXTENSIONS, AudioError
+from animaljax.data import atomic
 from animaljax.fewshot.store import StoreError
 from animaljax.inference import load, outputs
 from animaljax.inference.predictor import FileScan, Predictor
@@ -130,7 +132,7 @@ def predict_files(
 
   if output is None:
     return run(sys.stdout)
-  with outputs.replaced_on_success(output) as tmp:
+  with atomic.replaced_on_success(output) as tmp:
     with open(tmp, "w", encoding="utf-8", newline="") as out:
       read = run(out)
     if not read:
@@ -159,7 +161,7 @@ def embed_files(
   fmt = format or ("npz" if str(out).lower().endswith(".npz") else "parquet")
   if fmt not in outputs.EMBED_FORMATS:
     raise ValueError(f"format must be one of {outputs.EMBED_FORMATS}, got {fmt!r}")
-  with outputs.replaced_on_success(out) as tmp:  # checks `out` before the model is even loaded
+  with atomic.replaced_on_success(out) as tmp:  # checks `out` before the model is even loaded
     predictor = load_model(model, hop)
     scans = _Scan(predictor, inputs, desc="embed", hop=hop, batch_size=batch_size, max_seconds=max_seconds,
                   quiet=quiet)  # fmt: skip

@@ -15,18 +15,15 @@ mean of its window embeddings, start_s 0, end_s its duration).
            fingerprint.
   npz      (for users without Parquet readers; `np.load(path)` with the default allow_pickle=False): arrays
            file, kind (unicode), start_s, end_s (float64) and embedding (N, D) float32.
-Either is written through `replaced_on_success`: a temporary file beside the target, renamed onto it only once
-complete.
+Either is written through `data.atomic.replaced_on_success` (`inference.files`): a temporary file beside the
+target, renamed onto it only once complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import json
-import os
 import pathlib
-import tempfile
 import zipfile
 from collections.abc import Iterator, Sequence
 
@@ -194,40 +191,3 @@ def write_npz(path: str | pathlib.Path, cols: dict[str, list]) -> None:
     for name, arr in arrays.items():
       with z.open(f"{name}.npy", "w", force_zip64=True) as f:
         np.lib.format.write_array(f, arr, allow_pickle=False)
-
-
-# ----------------------------------------------------------------------------------------------------------------
-# The output file
-# ----------------------------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def replaced_on_success(path: str | os.PathLike) -> Iterator[pathlib.Path]:
-  """A temporary file beside `path` to write the output to; renamed onto `path` when the block ends.
-
-  Nothing is lost: if the block raises, or unlinks the temporary file to say there is nothing to write,
-  `path` is left as it was (an existing file byte for byte) and the folders made for it are removed again.
-  Checked on entry, before any work: `path` must not be a folder, and its folder must be writable.
-  Yields:
-    The temporary file's path (created empty; mode as `open` would give `path`).
-  """
-  target = pathlib.Path(path).absolute()
-  if target.is_dir():
-    raise ValueError(f"{target} is a folder: give the output a file name")
-  made = [p for p in [target.parent, *target.parent.parents] if not p.exists()]
-  target.parent.mkdir(parents=True, exist_ok=True)
-  tmp = None
-  try:
-    fd, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp = pathlib.Path(name)
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o666 & ~umask)  # mkstemp's 0600 would make the results private to the user
-    yield tmp
-    if tmp.exists():
-      os.replace(tmp, target)
-  finally:
-    if tmp is not None and tmp.exists():
-      tmp.unlink()
-    for folder in made:  # innermost first; only folders still empty (made for this output and unused)
-      with contextlib.suppress(OSError):
-        folder.rmdir()
