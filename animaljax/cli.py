@@ -5,7 +5,7 @@ can fix with one line on stderr, `error: <what to fix>`, and exit status 2; neve
 
 - an argument argparse refuses (unknown option, bad number, missing value): `ArgumentParser.error`;
 - an exception of a type in `user_error_types()`: `ValueError` (bad values, damaged files), `OSError` (missing,
-  unreadable or existing paths, a full disk), and the project's own error classes (`AudioError`, `ExportError`,
+  unreadable or existing paths, a full disk), and the project's own error classes (`AudioError`, `BundleError`,
   `StoreError`, ...), each a subclass of `UserError` or of one of those.
 
 Anything else is a bug and keeps its traceback. `--debug` on any command, or `ANIMALJAX_DEBUG=1`, shows the
@@ -82,6 +82,20 @@ class ArgumentParser(argparse.ArgumentParser):
   def error(self, message: str):  # argparse's own prints the usage block first: two+ lines
     print(f"error: {' '.join(message.split())} (see {self.prog} --help)", file=sys.stderr)
     sys.exit(EXIT_USER_ERROR)
+
+
+def add_model_input_arguments(parser: argparse.ArgumentParser) -> None:
+  """The arguments of every command that runs a model over audio files (`predict`, `embed`)."""
+  parser.add_argument(
+    "--model", required=True, help="exported bundle, converted model dir or training workdir"
+  )
+  parser.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
+  parser.add_argument(
+    "--hop", type=positive_float, help="seconds between window starts (default: the window)"
+  )
+  parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
+  parser.add_argument("--max-seconds", type=positive_float, default=7200.0, help="longest file read (whole)")
+  parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 # --------------------------------------------------------------------------------------------- argument types

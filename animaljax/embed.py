@@ -25,18 +25,7 @@ from animaljax.inference import files, outputs
 
 def _parser() -> argparse.ArgumentParser:
   parser = cli.ArgumentParser(prog="python -m animaljax.embed", description=__doc__.split("\n")[0])
-  parser.add_argument(
-    "--model", required=True, help="exported bundle, converted model dir or training workdir"
-  )
-  parser.add_argument("inputs", nargs="+", help="audio files and folders (searched recursively)")
-  parser.add_argument(
-    "--hop", type=cli.positive_float, help="seconds between window starts (default: the window)"
-  )
-  parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="windows per forward pass")
-  parser.add_argument(
-    "--max-seconds", type=cli.positive_float, default=7200.0, help="longest file read (whole)"
-  )
-  parser.add_argument("--quiet", action="store_true", help="no progress bar")
+  cli.add_model_input_arguments(parser)
   parser.add_argument("--out", required=True, help="output file (.parquet or .npz)")
   parser.add_argument(
     "--format", choices=outputs.EMBED_FORMATS, help="default: from --out's extension, else parquet"

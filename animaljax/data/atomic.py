@@ -58,9 +58,19 @@ def replaced_on_success(path: str | os.PathLike, *, fsync: bool = False) -> Iter
 
 
 def _fsync(path: pathlib.Path) -> None:
-  fd = os.open(path, os.O_RDONLY)
+  """Flushes a file or folder to disk; a folder some filesystems cannot fsync is skipped (the rename is still
+  atomic, only its durability across a power cut is then the filesystem's)."""
+  try:
+    fd = os.open(path, os.O_RDONLY)
+  except OSError:
+    if path.is_dir():
+      return
+    raise
   try:
     os.fsync(fd)
+  except OSError:
+    if not path.is_dir():
+      raise
   finally:
     os.close(fd)
 

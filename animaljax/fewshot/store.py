@@ -27,13 +27,14 @@ import fcntl
 import json
 import os
 import pathlib
-import tempfile
 import unicodedata
 import uuid
 import warnings
 from collections.abc import Iterator
 
 import numpy as np
+
+from animaljax.data import atomic
 
 FORMAT = 1
 STORE_DIR = "species"
@@ -153,29 +154,11 @@ class Species:
 # ----------------------------------------------------------------------------------------------------------------
 # Files
 # ----------------------------------------------------------------------------------------------------------------
-def _fsync_dir(path: pathlib.Path) -> None:
-  with contextlib.suppress(OSError):  # some filesystems cannot fsync a directory; the rename is still atomic
-    fd = os.open(path, os.O_RDONLY)
-    try:
-      os.fsync(fd)
-    finally:
-      os.close(fd)
-
-
 def _write_atomic(path: pathlib.Path, write) -> None:
-  """Calls `write(file)` on a temporary file beside `path`, fsyncs it, then `os.replace`s it onto `path`."""
-  fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".tmp-{path.name}.")
-  try:
-    with os.fdopen(fd, "wb") as f:
-      write(f)
-      f.flush()
-      os.fsync(f.fileno())
-    os.replace(tmp, path)
-  except BaseException:
-    with contextlib.suppress(OSError):
-      os.unlink(tmp)
-    raise
-  _fsync_dir(path.parent)
+  """Calls `write(file)` on a temporary file beside `path`, then replaces `path` with it, fsynced
+  (`data.atomic.replaced_on_success`): a crash leaves the old file or the new one, never a mix."""
+  with atomic.replaced_on_success(path, fsync=True) as tmp, open(tmp, "wb") as f:
+    write(f)
 
 
 _SPECIES_FIELDS = {
@@ -363,7 +346,9 @@ class SpeciesStore:
     self.stale = False
     # Only now is the new generation live: everything else (old npz, temporaries of crashed saves) is garbage.
     for p in self.directory.iterdir():
-      if (p.name.startswith("embeddings-") and p.name != npz_name) or p.name.startswith(".tmp-"):
+      if (p.name.startswith("embeddings-") and p.name != npz_name) or (
+        p.name.startswith(".") and p.name.endswith(".tmp")
+      ):
         with contextlib.suppress(OSError):
           p.unlink()
 

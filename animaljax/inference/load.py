@@ -12,12 +12,8 @@
 
 from __future__ import annotations
 
-import json
 import os
 import pathlib
-
-import jax
-import numpy as np
 
 import animaljax.training.workdir as run_folder
 from animaljax.bundle.format import MANIFEST
@@ -84,48 +80,19 @@ def _load_converted(root: pathlib.Path) -> Predictor:
 
 def _load_workdir(root: pathlib.Path) -> Predictor:
   c = run_folder.read_config(root)
-  state_dir = run_folder.state_dir(root)
-  variables = _restore_variables(state_dir)
+  variables, state_dir = run_folder.read_variables(root)
   num_classes = _head_size(variables["params"])
-  labels = _workdir_labels(root, c.data.dir, num_classes)
   source = {"kind": "workdir", "path": str(root), "checkpoint": str(state_dir.parent.relative_to(root))}
-  config = run_folder.model_config(root, num_classes)
   return Predictor(
-    config, variables, labels, clip_seconds=float(c.data.clip_seconds), path=root, source=source
-  )
-
-
-def _restore_variables(state_dir: pathlib.Path) -> dict:
-  """params and batch_stats of a saved TrainState (the optimizer state is left on disk)."""
-  import orbax.checkpoint as ocp
-
-  with ocp.PyTreeCheckpointer() as ckpt:
-    meta = ckpt.metadata(state_dir).item_metadata.tree
-    wanted = {k: meta[k] for k in ("params", "batch_stats") if k in meta}
-    item = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), wanted)
-    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
-    state = ckpt.restore(
-      state_dir, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
-    )
-  return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}
+    run_folder.model_config(root, num_classes), variables, run_folder.read_labels(root, num_classes),
+    clip_seconds=float(c.data.clip_seconds), path=root, source=source,
+  )  # fmt: skip
 
 
 def _head_size(params: dict) -> int:
   head = params["head"]
   kernel = head["kernel"] if "kernel" in head else head["dense"]["kernel"]
   return int(kernel.shape[-1])
-
-
-def _workdir_labels(root: pathlib.Path, data_dir: str, num_classes: int) -> list[str]:
-  """Class names: `labels.json` in the workdir, else the packed dataset's summary, else `class_<i>`."""
-  candidates = [root / "labels.json", pathlib.Path(data_dir) / "summary.json" if data_dir else None]
-  for path in candidates:
-    if path is not None and path.is_file():
-      data = json.loads(path.read_text())
-      names = data if isinstance(data, list) else data.get("class_names") or data.get("labels")
-      if names and len(names) == num_classes:
-        return list(names)
-  return [f"class_{i}" for i in range(num_classes)]
 
 
 def export_model(

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import math
 import os
 import pathlib
 from collections.abc import Iterator, Sequence
@@ -46,9 +45,7 @@ def min_samples(config: ClassifierConfig) -> int:
   if config.is_ast:  # AST's grid is fixed: the window is also the minimum
     frames = config.encoder.input_frames
   else:  # enough frames that the time axis survives every pooling step (>= 1 frame at the end)
-    from animaljax.models.cnn14 import _VARIANTS
-
-    frames = math.prod(_VARIANTS[config.encoder.variant][3])
+    frames = config.encoder.min_frames
   n = max(1, (frames - 1) * getattr(fe, "hop_length", 1))
   while frontend.num_frames(n, fe) < frames or (
     getattr(fe, "center", False) and n <= fe.n_fft // 2

@@ -59,6 +59,11 @@ class CnnConfig:
       raise ValueError(f"width must be positive, got {self.width}")
 
   @property
+  def min_frames(self) -> int:
+    """The fewest input frames whose time axis survives every pooling step (one frame at the end)."""
+    return math.prod(_VARIANTS[self.variant][3])
+
+  @property
   def channels(self) -> tuple[int, ...]:
     """Output channels of each conv block after the width multiplier."""
     return tuple(max(1, round(c * self.width)) for c in _VARIANTS[self.variant][2])

@@ -32,7 +32,6 @@ import optax
 from animaljax.augment import random_crop, random_gain, random_noise_mix, random_time_shift
 from animaljax.data.loader import make_loader
 from animaljax.losses.contrastive import nt_xent
-from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import Classifier, ClassifierConfig
 from animaljax.training import config as config_lib
 from animaljax.training import loop, setup
@@ -261,7 +260,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   # AST's positional grid is laid out for one input length: the views' length. CNNs pool over any length,
   # so the probe sees whole rows.
   mc = model_config(c, 1, clip_seconds=s.view_seconds)
-  probe_seconds = s.view_seconds if isinstance(mc.encoder, AstConfig) else d.clip_seconds
+  probe_seconds = s.view_seconds if mc.is_ast else d.clip_seconds
   model = SimclrModel(mc, s.proj_hidden, s.proj_dim)
   tx, lr_fn = setup.make_tx(c)
   train_step, eval_step = make_steps(c, model, tx, lr_fn, vc, noise_bank)

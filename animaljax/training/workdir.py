@@ -2,7 +2,8 @@
 
 Reading (what inference, export and `model.init_from` use; the one place that knows a run's layout):
 `read_config(workdir)` -> the typed `RunConfig`, `state_dir(workdir)` -> the checkpoint to use (best, else the
-newest periodic one), `read_encoder(workdir)` -> the encoder's parameters and BatchNorm statistics.
+newest periodic one), `read_variables` -> its params and BatchNorm statistics, `read_encoder` -> the encoder's
+alone, `read_labels` -> the class names, `model_config` -> the classifier it trains.
 
 Claiming: `claim(workdir, config)` is the first thing every trainer does:
 
@@ -87,6 +88,38 @@ def state_dir(workdir: str | os.PathLike) -> pathlib.Path:
     if steps:
       return root / sub / str(steps[0]) / "state"
   raise FileNotFoundError(f"training workdir {root} has no finished checkpoint under best/ or checkpoints/")
+
+
+def read_variables(workdir: str | os.PathLike) -> tuple[dict, pathlib.Path]:
+  """`({"params", "batch_stats"}, state dir)` of the run's `state_dir`, as numpy arrays; the optimizer state is
+  left on disk (a partial restore: inference never pays for Adam's moments)."""
+  import jax
+  import numpy as np
+  import orbax.checkpoint as ocp
+
+  path = state_dir(workdir)
+  with ocp.PyTreeCheckpointer() as ckpt:
+    meta = ckpt.metadata(path).item_metadata.tree
+    wanted = {k: meta[k] for k in ("params", "batch_stats") if k in meta}
+    item = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), wanted)
+    restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+    state = ckpt.restore(
+      path, args=ocp.args.PyTreeRestore(item=item, restore_args=restore_args, partial_restore=True)
+    )
+  return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}, path
+
+
+def read_labels(workdir: str | os.PathLike, num_classes: int) -> list[str]:
+  """Class names of a run: `labels.json` in the workdir, else its pack's `summary.json`, else `class_<i>`."""
+  root = pathlib.Path(workdir)
+  data_dir = read_config(root).data.dir
+  for path in (root / "labels.json", pathlib.Path(data_dir) / "summary.json" if data_dir else None):
+    if path is not None and path.is_file():
+      data = json.loads(path.read_text())
+      names = data if isinstance(data, list) else data.get("class_names") or data.get("labels")
+      if names and len(names) == num_classes:
+        return list(names)
+  return [f"class_{i}" for i in range(num_classes)]
 
 
 def _encoder_subtree(tree: dict, where: str) -> dict:
