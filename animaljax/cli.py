@@ -72,6 +72,14 @@ def run(main: Callable[[], int | None], argv: Sequence[str] | None = None) -> in
   return 0 if status is None else int(status)
 
 
+def parse_and_run(
+  parser: argparse.ArgumentParser, run_fn: Callable[[argparse.Namespace], int | None], argv
+) -> int:
+  """A command's `main`: parse `argv` (argparse mistakes exit 2 with one line), then `run(lambda: run_fn(args))`."""
+  args = parser.parse_args(argv)
+  return run(lambda: run_fn(args), argv)
+
+
 class ArgumentParser(argparse.ArgumentParser):
   """argparse with the project's error format (one line, exit 2) and a `--debug` flag."""
 

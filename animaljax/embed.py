@@ -43,8 +43,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-  args = _parser().parse_args(argv)
-  return cli.run(lambda: run(args), argv)
+  return cli.parse_and_run(_parser(), run, argv)
 
 
 if __name__ == "__main__":
