@@ -1,6 +1,6 @@
 """The serialised forward of a bundle (`infer.jax_exported`): `jax.export` of the one inference forward.
 
-`inference_forward(config)` is the function a Predictor runs (`(variables, wave) -> (logits, embedding)`);
+`models.classifier.inference_forward(config)` is the function a Predictor runs (`(variables, wave) -> (logits, embedding)`);
 `serialize_forward` stores it with `jax.export` (symbolic batch, and symbolic time where the model allows it);
 `deserialize_forward` gives it back as an `ExportedForward`, which runs without tracing the Flax model.
 """
@@ -15,25 +15,12 @@ import jax.numpy as jnp
 
 from animaljax.audio import frontend
 from animaljax.bundle.format import INFER, BundleError, Model
-from animaljax.models.classifier import ClassifierConfig, make_model
+from animaljax.models.classifier import inference_forward
 
 # Lowered for all three so a bundle exported on a CPU runs on a GPU/TPU host too (checked at load time).
 PLATFORMS = ("cpu", "cuda", "tpu")
 
 Forward = Callable[[dict, jax.Array], tuple[jax.Array, jax.Array]]
-
-
-def inference_forward(config: ClassifierConfig) -> Forward:
-  """`(variables, wave (batch, time) int16 | float) -> (logits (batch, C) f32, embedding (batch, D) f32)` of
-  the model in evaluation mode; not jitted. The Flax path of `inference.Predictor` and what `serialize_forward`
-  stores are this one function, so a bundle and its Flax fallback cannot disagree."""
-  model = make_model(config)
-
-  def forward(variables: dict, wave: jax.Array) -> tuple[jax.Array, jax.Array]:
-    logits, out = model.apply(variables, wave, train=False)
-    return logits, out["embedding"].astype(jnp.float32)
-
-  return forward
 
 
 class ExportedForward:

@@ -16,9 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from animaljax.bundle.exported import inference_forward
 from animaljax.bundle.format import TFLITE, TFLITE_FP16, TFLITE_FRONTEND, TFLITE_INT8, Model
-from animaljax.models.classifier import Classifier, make_model
+from animaljax.models.classifier import Classifier, inference_forward, make_model
 
 
 def split_forward(model: Model):

@@ -30,10 +30,10 @@ import numpy as np
 from animaljax.audio import frontend
 from animaljax.audio.io import AudioError, load_audio
 from animaljax.audio.windows import cover_window_starts
-from animaljax.bundle.exported import ExportedForward, inference_forward
+from animaljax.bundle.exported import ExportedForward
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import SpeciesStore
-from animaljax.models.classifier import ClassifierConfig
+from animaljax.models.classifier import ClassifierConfig, inference_forward
 from animaljax.models.serialize import fingerprint
 
 _MAX_BATCH = 16  # windows per forward pass (one compilation per window length and batch size <= 16)

@@ -190,3 +190,16 @@ def ast_config(
     size=size, input_frames=frames, num_mel_bins=fbank.num_mel_bins, depth=depth, remat=remat
   )
   return ClassifierConfig(fbank, encoder, num_classes, dtype)
+
+
+def inference_forward(config: ClassifierConfig):
+  """`(variables, wave (batch, time) int16 | float) -> (logits (batch, C) f32, embedding (batch, D) f32)` of
+  the model in evaluation mode; not jitted. The one Flax forward of inference: the Predictor's Flax path, what a
+  bundle's `jax.export` stores, the TFLite pipelines and the PANNs tagger all run it, so none can disagree."""
+  model = make_model(config)
+
+  def forward(variables: dict, wave: jax.Array) -> tuple[jax.Array, jax.Array]:
+    logits, out = model.apply(variables, wave, train=False)
+    return logits, out["embedding"].astype(jnp.float32)
+
+  return forward

@@ -22,7 +22,7 @@ import numpy as np
 
 from animaljax.audio import frontend
 from animaljax.models.ast import Ast
-from animaljax.models.classifier import AstHead, ClassifierConfig, make_model
+from animaljax.models.classifier import AstHead, ClassifierConfig, inference_forward
 from animaljax.models.serialize import MODEL_JSON, model_record, read_model_record, write_model_record
 
 _VARIABLES = "variables"
@@ -224,12 +224,12 @@ def load_panns(path: str | os.PathLike) -> Tagger:
   config, variables = load_pretrained(path, kind="panns")
   if config.is_ast:
     raise ValueError(f"{path} is not a PANNs model")
-  model = make_model(config)
+  forward = inference_forward(config)
 
   @jax.jit
   def tag(wave: jax.Array) -> dict[str, jax.Array]:
-    logits, out = model.apply(variables, wave, train=False)
-    return {"probs": jax.nn.sigmoid(logits), "logits": logits, "embedding": out["embedding"]}
+    logits, embedding = forward(variables, wave)
+    return {"probs": jax.nn.sigmoid(logits), "logits": logits, "embedding": embedding}
 
   tag.config = config  # type: ignore[attr-defined]
   return tag
