@@ -81,6 +81,9 @@ class Task:
   on_eval: Callable[[int, dict], None] | None = None
   on_start: Callable[[int], None] | None = None
   device_keys: tuple[str, ...] = ("audio", "label", "mask")
+  eval_device_keys: tuple[str, ...] | None = (
+    None  # evaluation batch fields on the devices; None = device_keys
+  )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -212,7 +215,9 @@ def evaluate(task: Task, state: Any, eval_step: Callable, mesh: Mesh) -> dict:
   """One pass over `task.eval_batches()`: gathers the outputs, drops padding rows, summarises."""
   outputs: dict[str, list[np.ndarray]] = collections.defaultdict(list)
   for batch in task.eval_batches():
-    out = jax.device_get(eval_step(state, shard_batch(batch, mesh, task.device_keys)))
+    out = jax.device_get(
+      eval_step(state, shard_batch(batch, mesh, task.eval_device_keys or task.device_keys))
+    )
     for k, v in out.items():
       outputs[k].append(np.asarray(v))
   joined = {k: np.concatenate(v) for k, v in outputs.items()}

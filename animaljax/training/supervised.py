@@ -61,6 +61,26 @@ def train_inputs(key: jax.Array, audio: jax.Array, noise_bank: jax.Array | None,
   return random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p)
 
 
+def clip_scores(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+  """Window outputs -> `(labels (clips,), scores (clips, classes), loss)` per clip, pooled as `predict` pools a
+  file's windows: the mean of the windows' softmax probabilities (scores are its log). `loss` is the mean over
+  clips of their windows' mean loss. Clips come out in `index` order.
+  """
+  index = np.asarray(outputs["index"])
+  clips, inverse = np.unique(index, return_inverse=True)
+  counts = np.bincount(inverse, minlength=len(clips)).astype(np.float64)
+  logits = np.asarray(outputs["logits"], np.float64)
+  probs = np.exp(logits - logits.max(-1, keepdims=True))
+  probs /= probs.sum(-1, keepdims=True)
+  pooled = np.zeros((len(clips), probs.shape[1]))
+  np.add.at(pooled, inverse, probs)
+  pooled /= counts[:, None]
+  labels = np.zeros(len(clips), np.int64)
+  labels[inverse] = outputs["label"]
+  clip_loss = np.bincount(inverse, weights=np.asarray(outputs["loss"], np.float64)) / counts
+  return labels, np.log(np.maximum(pooled, 1e-30)), float(clip_loss.mean())
+
+
 def make_steps(
   c: config_lib.RunConfig,
   model,
@@ -124,6 +144,7 @@ def make_steps(
       "label": batch["label"],
       "loss": loss_of(logits, targets),
       "mask": batch["mask"],
+      "index": batch["index"],  # the window's clip: `clip_scores` pools a clip's windows as predict does
     }
 
   return train_step, eval_step
@@ -178,13 +199,11 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
   data.num_examples(d.eval_split)  # a clear error now for an unknown split, not after the first steps
 
   def eval_batches():
+    # Every window of every clip, as `predict` cuts a file; `summarize` pools them per clip.
     return make_loader(
-      d.dir,
-      d.eval_split,
-      batch_size=eval_global // jax.process_count(),
-      train=False,
-      clip_seconds=d.clip_seconds,
-    )
+      d.dir, d.eval_split, batch_size=eval_global // jax.process_count(), train=False,
+      clip_seconds=d.clip_seconds, windows=True,
+    )  # fmt: skip
 
   model = make_model(model_config(c, num_classes))
   tx, lr_fn = setup.make_tx(c)
@@ -235,10 +254,12 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
     )
 
   def summarize(outputs: dict[str, np.ndarray]) -> dict:
-    report = metrics.classification_report(outputs["label"], outputs["logits"], class_names)
-    return {"loss": float(outputs["loss"].mean()), **report}
+    labels, scores, loss = clip_scores(outputs)
+    report = metrics.classification_report(labels, scores, class_names)
+    return {"loss": loss, "num_windows": int(len(outputs["index"])), **report}
 
   task = loop.Task(
+    eval_device_keys=("audio", "label", "mask", "index"),
     init_state=init_state,
     train_step=train_step,
     eval_step=eval_step,
