@@ -3,6 +3,10 @@
 The split of each clip is its fold (`fold1`..`fold5`); the cross-validation protocol picks which folds train
 and which evaluate, so the source does not decide. Works on the full corpus and on any subset whose csv keeps
 the original columns (e.g. the 400-clip animal subset).
+
+A clip's `group` is its `src_file` (the freesound recording it was cut from), or what `group_by` finds in its
+file name. The folds are already grouped by recording, so the packer only reports groups and exact
+duplicates that straddle folds (in the animal subset: two recordings, each cut into a hen and a rooster clip).
 """
 
 from __future__ import annotations
@@ -12,6 +16,7 @@ import os
 from collections.abc import Sequence
 
 from animaljax.data.sources.base import Example, Source
+from animaljax.data.sources.splits import compile_group_by, group_key
 
 _COLUMNS = ("filename", "fold", "target", "category")
 # ESC-50's five major categories are blocks of ten targets; `category` takes their names.
@@ -24,8 +29,8 @@ GROUPS = {
 }
 
 
-def _read_rows(csv_path: str) -> list[tuple[str, int, int, str]]:
-  """(filename, fold, target, category) per row, with errors naming the csv and line."""
+def _read_rows(csv_path: str) -> list[tuple[str, int, int, str, str]]:
+  """(filename, fold, target, category, src_file or "") per row, with errors naming the csv and line."""
   if not os.path.isfile(csv_path):
     raise ValueError(f"ESC-50 metadata {csv_path} not found (expected <root>/meta/esc50.csv)")
   with open(csv_path, newline="", encoding="utf-8") as f:
@@ -48,7 +53,7 @@ def _read_rows(csv_path: str) -> list[tuple[str, int, int, str]]:
           f"{csv_path}:{reader.line_num}: {row['filename']} is already listed on line {seen[row['filename']]}"
         )
       seen[row["filename"]] = reader.line_num
-      rows.append((row["filename"], fold, target, row["category"]))
+      rows.append((row["filename"], fold, target, row["category"], (row.get("src_file") or "").strip()))
   if not rows:
     raise ValueError(f"{csv_path}: no rows")
   return rows
@@ -63,6 +68,8 @@ class Esc50Source(Source):
       a group name ("animals", "natural", "human", "domestic", "urban") or a list of category names and/or
       target ids keeps those classes, relabelled 0..N-1 in target order.
     folds: keep only these folds (None: all).
+    group_by: None groups clips by the csv's `src_file` column; a regex groups them by its first capture group
+      (or whole match) in the file name without extension instead.
   """
 
   name = "esc50"
@@ -73,8 +80,10 @@ class Esc50Source(Source):
     *,
     category: str | Sequence[str | int] | None = None,
     folds: Sequence[int] | None = None,
+    group_by: str | None = None,
   ):
     self.root = os.path.abspath(os.fspath(root))
+    self.group_by = compile_group_by(group_by)
     self.category = category if category is None or isinstance(category, str) else tuple(category)
     self.folds = None if folds is None else tuple(int(k) for k in folds)
     csv_path = os.path.join(self.root, "meta", "esc50.csv")
@@ -84,7 +93,7 @@ class Esc50Source(Source):
       raise ValueError(f"ESC-50 audio folder {audio_dir} not found")
 
     names: dict[int, str] = {}
-    for _, _, target, cat in rows:
+    for _, _, target, cat, _ in rows:
       if names.setdefault(target, cat) != cat:
         raise ValueError(f"{csv_path}: target {target} is both {names[target]!r} and {cat!r}")
     keep = self._selected_targets(names)
@@ -98,14 +107,22 @@ class Esc50Source(Source):
 
     self._examples = sorted(
       (
-        Example(os.path.join(audio_dir, fn), relabel[t], names[t], f"fold{fold}", fold)
-        for fn, fold, t, _ in rows
+        Example(os.path.join(audio_dir, fn), relabel[t], names[t], f"fold{fold}", fold, self._group(fn, src))
+        for fn, fold, t, _, src in rows
         if t in relabel and (self.folds is None or fold in self.folds)
       ),
       key=lambda e: (e.split, e.path),
     )
     if not self._examples:
       raise ValueError(f"{csv_path}: no clips left after category={category!r}, folds={folds!r}")
+
+  def _group(self, filename: str, src_file: str) -> str:
+    if self.group_by is None:
+      return src_file
+    return group_key(self.group_by, os.path.splitext(filename)[0])
+
+  def split_settings(self) -> dict:
+    return {"group_by": self.group_by.pattern if self.group_by else "src_file"}
 
   def _selected_targets(self, names: dict[int, str]) -> list[int]:
     """Sorted targets the `category` filter keeps, each present in the csv."""

@@ -8,6 +8,10 @@ Layouts (folder names matched case-insensitively):
   root/Noise/*.wav                         -> split "noise", unlabelled (background for SNR mixing)
   root/*.wav (no class folders)            -> an unlabelled corpus, all "train" (for SimCLR)
 
+Splits are carved (`animaljax.data.sources.splits`) stratified by class and grouped: clips whose names give the
+same `group_by` key, and exact duplicates (found by the packer), stay in one carved split. The split folders
+of a pre-split layout are the user's and never change.
+
 Files are found recursively inside a class folder. Hidden files and folders (".DS_Store", macOS "._x.wav"
 resource forks) are skipped; any other file with an audio extension is listed even if it does not decode, so
 the packer reports it rather than it disappearing.
@@ -26,13 +30,13 @@ import os
 import warnings
 
 from animaljax.audio.io import AUDIO_EXTENSIONS
-from animaljax.data.sources.base import (
-  SPLITS,
-  UNLABELLED,
-  Example,
-  Source,
+from animaljax.data.sources.base import SPLITS, UNLABELLED, Example, Source
+from animaljax.data.sources.splits import (
+  Carve,
+  carve_examples,
   check_split_ratios,
-  stratified_split,
+  compile_group_by,
+  group_key,
 )
 
 # Folder name (lower-case) -> split, for the pre-split layout.
@@ -179,6 +183,9 @@ class FolderSource(Source):
       validation folder (0 disables; must be < 1).
     seed: seed of the stratified split.
     noise_dir: name of the optional background-noise folder at the root (case-insensitive).
+    group_by: a regular expression searched in each file's name without extension; its first capture group
+      (or whole match) names the recording the clip comes from (`rec12_part3` -> `rec12` with `(rec\\d+)`).
+      None: no grouping (exact duplicates are still kept together).
   """
 
   name = "folder"
@@ -190,11 +197,14 @@ class FolderSource(Source):
     split_ratios: tuple[float, float, float] = (0.8, 0.1, 0.1),
     seed: int = 0,
     noise_dir: str = "Noise",
+    group_by: str | None = None,
   ):
     self.root = os.path.abspath(os.fspath(root))
     self.split_ratios = check_split_ratios(split_ratios)
     self.seed = int(seed)
     self.noise_dir = noise_dir
+    self.group_by = compile_group_by(group_by)
+    self.carves: dict[str, Carve] = {}
     if not os.path.isdir(self.root):
       raise ValueError(f"dataset folder {self.root} does not exist or is not a folder")
     listing = _Listing(self.root)
@@ -208,6 +218,17 @@ class FolderSource(Source):
 
   def locations(self) -> tuple[str, ...]:
     return (self.root,)
+
+  def split_settings(self) -> dict:
+    return {
+      "group_by": self.group_by.pattern if self.group_by else None,
+      "seed": self.seed,
+      "split_ratios": list(self.split_ratios),
+    }
+
+  def _example(self, path: str, label: int, label_name: str, split: str, carve: str = "") -> Example:
+    group = group_key(self.group_by, os.path.splitext(os.path.basename(path))[0])
+    return Example(path, label, label_name, split, group=group, carve=carve)
 
   def _scan(self, listing: _Listing) -> list[Example]:
     top = listing.subdirs(self.root)
@@ -224,23 +245,18 @@ class FolderSource(Source):
           classes.setdefault(cls, []).extend(files)
       self.class_names = tuple(sorted({c for classes in per_split.values() for c in classes}))
       ids = {c: i for i, c in enumerate(self.class_names)}
-      train = per_split.get("train", {})
-      if "validation" not in per_split and train and self.split_ratios[1] > 0:
+      if "validation" not in per_split and per_split.get("train") and self.split_ratios[1] > 0:
         val_ratio = self.split_ratios[1]
         if val_ratio >= 1:
           raise ValueError(
             f"{self.root} has Training/ but no validation folder: the validation weight of split_ratios is the "
             f"fraction of Training carved out for validation and must be < 1, got {val_ratio:g}"
           )
-        assigned = stratified_split(train, (1.0 - val_ratio, val_ratio), self.seed, ("train", "validation"))
-        carved: dict[str, dict[str, list[str]]] = {"train": {}, "validation": {}}
-        for cls, files in train.items():
-          for f in files:
-            carved[assigned[f]].setdefault(cls, []).append(f)
-        per_split.update(carved)
+        self.carves["train"] = Carve(("train", "validation"), (1.0 - val_ratio, val_ratio), self.seed)
       for split, classes in per_split.items():
+        carve = split if split in self.carves else ""
         for cls, files in classes.items():
-          out.extend(Example(f, ids[cls], cls, split) for f in files)
+          out.extend(self._example(f, ids[cls], cls, split, carve) for f in files)
       for name, path in top.items():
         if name not in split_dirs and name.lower() != noise and _holds_audio(path):
           listing.reject(path, "a folder beside the split folders (Training/, Test/, ...): not read")
@@ -249,16 +265,16 @@ class FolderSource(Source):
       self.class_names = tuple(sorted(classes))
       if classes:
         ids = {c: i for i, c in enumerate(self.class_names)}
-        assigned = stratified_split(classes, self.split_ratios, self.seed, SPLITS)
+        self.carves["all"] = Carve(SPLITS, self.split_ratios, self.seed)
         for cls, files in classes.items():
-          out.extend(Example(f, ids[cls], cls, assigned[f]) for f in files)
+          out.extend(self._example(f, ids[cls], cls, "train", "all") for f in files)
       else:
         # No class folders: an unlabelled corpus (SimCLR pre-training reads only "train").
         out.extend(
-          Example(f, UNLABELLED, "", "train") for f in listing.audio_files(self.root, recursive=False)
+          self._example(f, UNLABELLED, "", "train") for f in listing.audio_files(self.root, recursive=False)
         )
 
     for name, path in top.items():
-      if name.lower() == noise:
+      if name.lower() == noise:  # background, not recordings of a class: no group
         out.extend(Example(f, UNLABELLED, "", "noise") for f in listing.audio_files(path, recursive=True))
-    return sorted(out, key=lambda e: (e.split, e.path))
+    return carve_examples(out, self.carves)  # provisional: the packer redoes it with the exact duplicates

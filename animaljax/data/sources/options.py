@@ -1,8 +1,8 @@
 """Sources by name, and the one translation of user-facing source options into a source's arguments.
 
-The `pack` command's flags (`--source --root --category --seed --split-ratios`) and a training config
-(`data.source`, `data.root`, `data.category`, `train.seed`, the smoke run's folds, `data.synthetic_*`) name
-the same things. `source_kwargs` turns either into the keyword arguments of `SOURCES[source]`, with one set of
+The `pack` command's flags (`--source --root --category --seed --split-ratios --group-by`) and a training
+config (`data.source`, `data.root`, `data.category`, `train.seed`, `data.group_by`, the smoke run's folds,
+`data.synthetic_*`) name the same things. `source_kwargs` turns either into the keyword arguments of `SOURCES[source]`, with one set of
 checks and one set of messages (spelled in the caller's vocabulary through `FLAG_NAMES` / `CONFIG_NAMES`), so
 `--category natural` and `data.category="natural"` select the same classes and fail the same way.
 """
@@ -18,6 +18,7 @@ from animaljax.data.sources.base import Source, check_split_ratios
 from animaljax.data.sources.csv_manifest import CsvSource
 from animaljax.data.sources.esc50 import GROUPS, Esc50Source
 from animaljax.data.sources.folder import FolderSource
+from animaljax.data.sources.splits import compile_group_by
 from animaljax.data.sources.synthetic import SyntheticSource
 
 # Explicit name -> class table (no string look-ups into modules); configs and CLIs name a source by its key.
@@ -39,6 +40,7 @@ FLAG_NAMES = {
   "category": "--category",
   "seed": "--seed",
   "split_ratios": "--split-ratios",
+  "group_by": "--group-by",
   "folds": "folds",  # no pack flag: only the trainer picks folds (smoke runs)
 }
 CONFIG_NAMES = {
@@ -47,6 +49,7 @@ CONFIG_NAMES = {
   "category": "data.category",
   "seed": "train.seed",
   "split_ratios": "data.split_ratios",
+  "group_by": "data.group_by",
   "folds": "the folds of data.train_split/eval_split",
 }
 # The sources each selecting option applies to: given to another source it is an error, since ignoring it would
@@ -56,6 +59,7 @@ _WHICH = {
   "category": ("esc50",),
   "folds": ("esc50",),
   "split_ratios": ("folder", "csv"),
+  "group_by": ("folder", "csv", "esc50"),
 }
 
 
@@ -109,6 +113,7 @@ def source_kwargs(
   category: str | Sequence[str | int] | None = None,
   seed: int = 0,
   split_ratios: Sequence[float] | None = None,
+  group_by: str | None = None,
   folds: Sequence[int] | None = None,
   synthetic_classes: int | None = None,
   synthetic_clips_per_class: Sequence[int] | None = None,
@@ -123,6 +128,10 @@ def source_kwargs(
     category: esc50 only: see `parse_category`; None or "" keeps every class.
     seed: the split seed (folder, csv) or generator seed (synthetic); unused by esc50 (fixed folds).
     split_ratios: folder and csv only: `train,validation,test` weights (None: the source's default).
+    group_by: folder, csv and esc50: a regex on file names (without extension) whose first capture group, or
+      whole match, names the recording a clip comes from; clips of one recording never land in two carved
+      splits. None or "": the source's default (folder: none; csv: its `group` column if any; esc50: the
+      `src_file` column).
     folds: esc50 only: keep only these folds (None: all).
     synthetic_classes, synthetic_clips_per_class, synthetic_clip_seconds: the generator's settings (None: its
       default); ignored by the other sources.
@@ -131,7 +140,7 @@ def source_kwargs(
     The keyword arguments, only those the source takes (so `SOURCES[source](**kwargs)` binds).
   Raises:
     ValueError: an unknown source, a missing root, an option given to a source it does not apply to, a bad
-      seed, split ratio or category list. Nothing is read from disk.
+      seed, split ratio, category list or group_by regex. Nothing is read from disk.
   """
   n = {**FLAG_NAMES, **names}
   if source not in SOURCES:
@@ -140,6 +149,7 @@ def source_kwargs(
     "category": category not in (None, ""),
     "folds": folds is not None,
     "split_ratios": split_ratios is not None,
+    "group_by": group_by not in (None, ""),
   }
   for option, used in given.items():
     if used and source not in _WHICH[option]:
@@ -154,6 +164,12 @@ def source_kwargs(
       what = "the manifest file" if source == "csv" else "the corpus folder"
       raise ValueError(f"{n['source']} {source} needs {n['root']} ({what})")
     kwargs[_ROOT_KEYWORD[source]] = os.fspath(root)
+  if given["group_by"]:
+    try:
+      compile_group_by(group_by)
+    except ValueError as err:
+      raise ValueError(f"{n['group_by']}: {err}") from None
+    kwargs["group_by"] = group_by
   if source == "esc50":
     if given["category"]:
       kwargs["category"] = parse_category(category)
