@@ -78,6 +78,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     help="split seed (folder, csv) or generator seed (synthetic)",
   )
   p.add_argument("--split-ratios", type=_ratios, default=None, help="train,validation,test for folder/csv")
+  p.add_argument(
+    "--group-by",
+    metavar="REGEX",
+    help="keep clips of one recording in one carved split: the recording is the first capture group (or the "
+    "match) of REGEX in the file name without extension, e.g. '^(rec\\d+)_' for rec12_part3.wav; default: "
+    "none for folder, the group column for csv, src_file for esc50 (exact duplicates are always kept together)",
+  )
   p.add_argument("--shard-size-mb", type=cli.positive_float, default=256.0)
   p.add_argument(
     "--overwrite", action="store_true", help="replace the finished pack in --out (never any other folder)"
@@ -90,7 +97,12 @@ def source_kwargs(args: argparse.Namespace) -> dict:
   """The `make_source` arguments for the chosen source (`animaljax.data.sources.source_kwargs`, which the
   trainer also uses); ValueError for options that do not fit the source."""
   return options_to_kwargs(
-    args.source, root=args.root, category=args.category, seed=args.seed, split_ratios=args.split_ratios
+    args.source,
+    root=args.root,
+    category=args.category,
+    seed=args.seed,
+    split_ratios=args.split_ratios,
+    group_by=args.group_by,
   )
 
 

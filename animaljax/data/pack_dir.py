@@ -25,7 +25,7 @@ from animaljax.data.sources.base import Example, Source
 # What a finished pack folder may hold: the files `pack` writes, the shards, and the loader's index cache.
 # `overwrite` deletes such a folder only when it holds nothing else.
 METADATA_FILES = ("dataset_info.json", "features.json", "summary.json")
-_PACK_FILES = {*METADATA_FILES, "metadata.json", "rejected.csv", "warnings.csv", INDEX_FILE}
+_PACK_FILES = {*METADATA_FILES, "metadata.json", "rejected.csv", "warnings.csv", "duplicates.csv", INDEX_FILE}
 _PACK_FILE_PATTERNS = (
   re.compile(r"[\w-]+-\w+\.(tfrecord|array_record)-\d{5}-of-\d{5}"),  # shards
   re.compile(rf"\.{re.escape(INDEX_FILE)}\.\d+\.tmp\.npz"),  # an index being written

@@ -6,11 +6,16 @@ in `out_dir`:
 
   dataset_info.json, features.json, metadata.json   TFDS metadata: `tfds.builder_from_directory(out_dir)`
   {name}-{split}.{file_format}-{i:05d}-of-{n:05d}   the shards (records as in `animaljax.data.records`)
-  rejected.csv                                      `path,reason` of every file the source refused to list
-                                                    (`Source.rejected`) or that failed to decode (header if none)
-  warnings.csv                                      `path,reason` of every clip kept with a warning (silent,
-                                                    all samples zero, with `silent="warn"`; header if none)
-  summary.json                                      counts per split and class; written last
+  rejected.csv, warnings.csv, duplicates.csv        files refused or failed, clips kept with a warning, exact
+                                                    duplicates (`animaljax.data.pack_report`)
+  summary.json                                      counts per split and class, duplicates, groups; written last
+
+Splits without leaks: each decoded clip gets a digest of its samples (`animaljax.data.decoding`). When the
+source carves splits (`Example.carve`: validation out of Training/, an unsplit folder or csv), every clip is
+decoded first into a scratch file, the splits are carved with exact duplicates and recording groups kept
+together (`animaljax.data.sources.splits`), and the shards are written from that file: no clip is decoded
+twice. Splits the layout fixes are never changed; duplicates and groups across them are reported
+(`animaljax.data.duplicates`). Without carved splits, clips stream from the decoders to the shards.
 
 Atomicity: everything is built in a hidden sibling `.{out_dir.name}.incomplete/` (holding a marker file,
 `.animaljax-pack-scratch`) and renamed into place in one step, so `out_dir` is either absent or complete; a
@@ -33,7 +38,6 @@ rejected with that reason.
 from __future__ import annotations
 
 import collections
-import csv
 import dataclasses
 import datetime
 import hashlib
@@ -49,7 +53,7 @@ from typing import Any
 import numpy as np
 
 from animaljax.audio.windows import pack_window_starts
-from animaljax.data import decoding, pack_dir, tfds_builder
+from animaljax.data import decoding, duplicates, pack_dir, pack_report, tfds_builder
 from animaljax.data.pack_dir import METADATA_FILES, SCRATCH_MARKER
 from animaljax.data.pack_settings import (
   CLIP_MODES,
@@ -61,6 +65,7 @@ from animaljax.data.pack_settings import (
   validate_settings,
 )
 from animaljax.data.sources.base import Example, Source
+from animaljax.data.sources.splits import carve_examples
 
 # Settings and folder rules live in their own modules; these names stay importable from here, the pipeline.
 __all__ = [
@@ -102,6 +107,7 @@ def _fingerprint(
 ) -> str:
   h = hashlib.sha256()
   h.update(json.dumps([source.name, list(source.class_names), dataclasses.asdict(settings)]).encode())
+  h.update(json.dumps(source.split_settings(), sort_keys=True).encode())  # group_by: a new grouping repacks
   if listed_rejects:  # only when there are any: packs made before sources could reject keep their fingerprint
     h.update(json.dumps(list(listed_rejects)).encode())
   for e in examples:
@@ -110,7 +116,7 @@ def _fingerprint(
       stamp = [st.st_size, st.st_mtime_ns]
     except OSError:
       stamp = None
-    h.update(json.dumps([e.path, e.label, e.label_name, e.split, e.fold, stamp]).encode())
+    h.update(json.dumps([e.path, e.label, e.label_name, e.split, e.fold, e.group, e.carve, stamp]).encode())
   return h.hexdigest()
 
 
@@ -201,19 +207,13 @@ def pack(
 
   scratch = pack_dir.make_scratch(out_dir)
 
-  by_split: dict[str, list[Example]] = {}
-  for e in examples:
-    by_split.setdefault(e.split, []).append(e)
   validation = {"max_seconds": settings.max_seconds, "silent": silent}
   rejected: list[tuple[str, str]] = list(listed_rejects)  # the listing's refusals first, then decode failures
   warned: list[tuple[str, str]] = []
-  stats = {s: {"num_examples": 0, "per_class": collections.Counter(), "samples": 0} for s in by_split}
+  packed: list[tuple[Example, str]] = []  # (example, digest) of every clip that became records
 
   from tqdm.auto import tqdm
 
-  bar = tqdm(
-    total=len(examples), unit="clip", desc=f"packing {source.name}", disable=not progress, file=sys.stderr
-  )
   sr = settings.sample_rate
   win = hop = min_win = 0
   if windowed:
@@ -224,7 +224,7 @@ def pack(
 
   def check(result: decoding.Result) -> tuple[np.ndarray | None, str, list[int]]:
     """`(audio or None, reason, window starts)` of a decoded clip; too short for a window = rejected."""
-    audio, reason, _ = result
+    audio, reason = result.audio, result.reason
     if audio is None or not windowed:
       return audio, reason, [0]
     starts = pack_window_starts(audio.shape[0], win, hop, min_win).tolist()  # ints: keys and times as before
@@ -237,13 +237,14 @@ def pack(
     for index in range(count):
       example, result = next(decoded)
       bar.update(1)
-      warned.extend((example.path, _warning_reason(example.path, w)) for w in result[2])
+      warned.extend((example.path, _warning_reason(example.path, w)) for w in result.warnings)
       audio, reason, starts = check(result)
       if audio is None:
         rejected.append((example.path, reason))
         if progress:
           bar.write(f"rejected {example.path}: {reason}", file=sys.stderr)
         continue
+      packed.append((example, result.digest))
       duration = audio.shape[0] / sr
       for start in starts:
         piece = audio[start : start + win] if windowed else audio
@@ -255,7 +256,27 @@ def pack(
 
   workers = (os.cpu_count() or 1) if workers is None else workers
   decoder = decoding.OrderedDecoder(source, sr, validation, min(workers, len(examples)))
+  bar = None
   try:
+    if any(e.carve for e in examples):
+      # A carved split needs every clip's digest first: all clips are decoded into a scratch file, which the
+      # writing pass reads back (nothing is decoded twice), and the splits carved with duplicates together.
+      cache = decoding.DecodedCache.fill(decoder, examples, scratch / "decoded.int16", progress, source.name)
+      decoder.close()
+      decoder = cache
+      digests = cache.digests
+      failed = [e for e in examples if not digests[e.path]]  # rejected in any split: not counted in the carve
+      examples = carve_examples(
+        [e for e in examples if digests[e.path]], source.carves, duplicates.links(digests)
+      )
+      examples = sorted(examples + failed, key=lambda e: (_split_sort_key(e.split), e.path))
+    by_split: dict[str, list[Example]] = {}
+    for e in examples:
+      by_split.setdefault(e.split, []).append(e)
+    stats = {s: {"num_examples": 0, "per_class": collections.Counter(), "samples": 0} for s in by_split}
+    bar = tqdm(
+      total=len(examples), unit="clip", desc=f"packing {source.name}", disable=not progress, file=sys.stderr
+    )
     for split, failures in _all_bad_splits(decoder, by_split, check).items():
       rejected.extend(failures)
       bar.update(len(failures))
@@ -294,14 +315,12 @@ def pack(
     shutil.rmtree(scratch, ignore_errors=True)
     raise
   finally:
-    bar.close()
+    if bar is not None:
+      bar.close()
   decoder.close()
 
-  for filename, rows in (("rejected.csv", rejected), ("warnings.csv", warned)):
-    with open(built / filename, "w", newline="") as f:
-      writer = csv.writer(f)
-      writer.writerow(["path", "reason"])
-      writer.writerows(rows)
+  leaks, duplicate_rows = duplicates.report(packed, source)
+  pack_report.write_csvs(built, rejected, warned, duplicate_rows)
   import tensorflow_datasets as tfds
 
   info = tfds.builder_from_directory(str(built)).info
@@ -328,6 +347,7 @@ def pack(
     },
     "num_rejected": len(rejected),
     "num_warnings": len(warned),
+    **leaks,
     "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     "settings": dataclasses.asdict(settings),
     "fingerprint": fingerprint,
@@ -336,16 +356,16 @@ def pack(
   pack_dir.move_into_place(built, out_dir, scratch)
   shutil.rmtree(scratch, ignore_errors=True)  # ours (marked), now holding only the replaced pack, if any
   if progress:
-    _print_summary(summary, rejected, warned, out_dir)
+    pack_report.print_summary(summary, rejected, warned, out_dir)
   return summary
 
 
-def _all_bad_splits(decoder: decoding.OrderedDecoder, by_split: dict[str, list[Example]], check) -> dict:
+def _all_bad_splits(decoder, by_split: dict[str, list[Example]], check) -> dict:
   """Splits in which every clip is rejected -> their `(path, reason)` list.
 
   TFDS refuses a split without records, and splits are written one after another, so this must be known
-  before the build starts. Each round decodes (in the pool) the next clip of every split not yet known to
-  have a usable one: normally a single round of one clip per split.
+  before the build starts. Each round decodes (in the pool, or reads from the cache) the next clip of every
+  split not yet known to have a usable one: normally a single round of one clip per split.
   """
   failures: dict[str, list[tuple[str, str]]] = {s: [] for s in by_split}
   unresolved = list(by_split)
@@ -360,21 +380,3 @@ def _all_bad_splits(decoder: decoding.OrderedDecoder, by_split: dict[str, list[E
           still.append(split)
     unresolved = still
   return {s: f for s, f in failures.items() if len(f) == len(by_split[s])}
-
-
-def _print_summary(summary: dict[str, Any], rejected, warned, out_dir: pathlib.Path) -> None:
-  print(f"\npacked {summary['source']} -> {out_dir} ({summary['file_format']}, {summary['sample_rate']} Hz)")
-  for split, s in summary["splits"].items():
-    counts = ", ".join(f"{k}={v}" for k, v in s["per_class"].items())
-    print(
-      f"  {split:>10}: {s['num_examples']:6d} records, {s['seconds']:9.1f} s, {s['num_shards']} shard(s): {counts}"
-    )
-  print(f"  rejected: {len(rejected)} file(s) (rejected.csv)")
-  for path, reason in rejected:
-    print(f"    {path}: {reason}")
-  if warned:
-    print(f"  warnings: {len(warned)} file(s) kept with a warning (warnings.csv)")
-  for path, reason in warned[:20]:
-    print(f"    {path}: {reason}")
-  if len(warned) > 20:
-    print(f"    ... {len(warned) - 20} more (warnings.csv)")

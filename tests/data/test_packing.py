@@ -93,6 +93,27 @@ def test_esc50_layout_and_counts(esc50_root, esc50_pack):
     assert {p["split"] for p in parsed} == {split} and {p["fold"] for p in parsed} == {int(split[-1])}
 
 
+def test_esc50_reports_groups_by_src_file_and_no_duplicates(esc50_pack):
+  """The folds are grouped by recording except two freesound files cut into a hen and a rooster clip each
+  (src_file 134049: folds 2, 3; 234879: folds 4, 5): reported, not moved (the folds are ESC-50's)."""
+  _, out, summary = esc50_pack
+  assert summary["groups"] == {
+    "by": "src_file",
+    "count": 267,
+    "files": 400,
+    "ungrouped": 0,
+    "multi_clip": 84,
+    "straddling": 2,
+  }
+  assert summary["duplicates"]["clusters"] == 0 and summary["splitting"] == {
+    "group_by": "src_file",
+    "carved": {},
+  }
+  assert (out / "duplicates.csv").read_text().splitlines() == [
+    "path,duplicate_of,split,duplicate_of_split,label,duplicate_of_label"
+  ]
+
+
 def test_esc50_waveforms_and_tfds_read_back(esc50_pack):
   """fold1 through `tfds.builder_from_directory` and through our codec: the exact `load_audio` samples."""
   import tensorflow_datasets as tfds
