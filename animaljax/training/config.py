@@ -36,6 +36,10 @@ class DataConfig:
   train_split: str = "train"  # a split or "+"-joined splits
   eval_split: str = "validation"
   cv_fold: int = 0  # esc50: 1..5 holds that fold out (train on the other four); 0 = use the splits above
+  # Packing: clips of one recording stay in one carved split. A regex on the file name (its first group or whole
+  # match is the recording); "" = the source's default (none for a folder, the csv's `group` column, ESC-50's
+  # src_file). Exact-duplicate audio is always kept together.
+  group_by: str = ""
   pack_on_first_use: bool = True
   file_format: str = "tfrecord"  # tfrecord | array_record
   clip_mode: str = "keep"  # packing: keep whole clips or cut `window_seconds` windows

@@ -38,7 +38,7 @@ def _source_kwargs(c: RunConfig) -> dict:
   if c.smoke and d.source == "esc50":  # only the folds the smoke run reads: packs 4x faster
     folds = sorted({int(s[4:]) for s in f"{d.train_split}+{d.eval_split}".split("+")})
   return source_kwargs(
-    d.source, root=d.root, category=d.category, seed=c.train.seed, folds=folds,
+    d.source, root=d.root, category=d.category, seed=c.train.seed, folds=folds, group_by=d.group_by or None,
     synthetic_classes=d.synthetic_classes, synthetic_clips_per_class=d.synthetic_clips_per_class,
     synthetic_clip_seconds=d.synthetic_clip_seconds, names=CONFIG_NAMES,
   )  # fmt: skip
@@ -78,6 +78,12 @@ def ensure_packed(c: RunConfig) -> PackedDataset:
     raise ValueError(
       f"{path} is packed at {data.sample_rate} Hz but data.sample_rate={d.sample_rate}; set data.sample_rate to "
       "match or point data.dir at another folder (the model's front end needs the pack's rate)"
+    )
+  packed_by = (data.summary.get("splitting") or {}).get("group_by")
+  if d.group_by and packed_by is not None and packed_by != d.group_by:  # a pack made before says nothing
+    raise ValueError(
+      f"{path} was packed with group_by={packed_by!r}, not data.group_by={d.group_by!r}: its splits were carved "
+      "with another grouping; point data.dir at a new folder to pack it again"
     )
   return data
 
