@@ -66,3 +66,23 @@ def test_anything_else_is_refused_naming_what_init_from_takes(tmp_path):
   c = config_lib.replace(config_lib.parse(quickstart.get_config("smoke")), model={"init_from": str(tmp_path)})
   with pytest.raises(FileNotFoundError, match="neither a converted model .* nor a training workdir"):
     setup.start_from(c, {}, {})
+
+
+def test_the_trainer_packs_with_group_by_and_refuses_a_pack_carved_with_another(esc50_root, tmp_path):
+  import shutil
+
+  clips = sorted((esc50_root / "audio").glob("*.flac"))[:12]
+  for i, clip in enumerate(clips):
+    folder = tmp_path / "corpus" / ("A" if i % 2 else "B")
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(clip, folder / f"rec{i // 4}_part{i % 4}.flac")
+  c = config_lib.replace(
+    config_lib.parse(quickstart.get_config("smoke")),
+    data={"source": "folder", "root": str(tmp_path / "corpus"), "dir": str(tmp_path / "packed"),
+          "group_by": r"(rec\d+)", "file_format": "array_record"},
+  )  # fmt: skip
+  data = setup.ensure_packed(c)
+  assert data.summary["splitting"]["group_by"] == r"(rec\d+)"
+  other = config_lib.replace(c, data={"group_by": r"(rec\d)_"})
+  with pytest.raises(ValueError, match=r"was packed with group_by='\(rec\\\\d\+\)'"):
+    setup.ensure_packed(other)
