@@ -21,6 +21,7 @@ COMMANDS = {
   "export": "export a training run or model folder as a bundle (safetensors + jax.export)",
   "predict": "label audio files with a model: per-window labels and a per-file summary (CSV, JSON, Raven)",
   "embed": "write per-window and per-file embeddings of audio files (Parquet or NPZ)",
+  "evaluate": "score a model on a packed split or a class-per-folder tree, through predict's code path",
   "enroll": "teach a model new species from a few clips (add, list, remove, classify)",
 }
 

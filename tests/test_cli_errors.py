@@ -65,6 +65,9 @@ CASES = {
                         str(f["wav"])],
     "--batch-size",
   ),
+  "evaluate-data-without-split": (
+    "evaluate", lambda f: ["--model", str(f["missing"]), "--data", str(f["root"])], "--data needs --split",
+  ),
   "enroll-missing-model": (
     "enroll", lambda f: ["add", "--model", str(f["missing"]), "--name", "Red fox", str(f["wav"])], "no-such-folder",
   ),
@@ -98,7 +101,7 @@ def test_debug_shows_the_traceback_of_a_user_error(files):
   assert "Traceback" in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
-COMMANDS = ("pack", "train", "convert", "export", "predict", "embed", "enroll")
+COMMANDS = ("pack", "train", "convert", "export", "predict", "embed", "evaluate", "enroll")
 
 
 def test_the_animaljax_command_lists_every_subcommand():

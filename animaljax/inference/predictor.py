@@ -9,7 +9,8 @@ trained on): a longer clip gives windows every `hop` samples (default: hop = win
 the clip's end so every window has the same shape (one compilation); a shorter clip is zero-padded only up to
 the model's minimum length (CNNs pool globally over time, so padding to the full window would dilute the
 embedding with silence). `analyse`/`classify` average window outputs (embeddings as is, class scores as softmax
-probabilities); `scan` streams every window of long files through the model in batches and keeps them apart.
+probabilities); `scan` streams every window of long files through the model in batches and keeps them apart,
+through `scan_waves`, which `evaluate` also feeds with the clips of a packed split.
 
 If the model folder holds enrolled species (`<path>/species/`, see `animaljax.fewshot`), `classify` ranks them
 with the model's own classes. Windows follow `animaljax.audio.windows.cover_window_starts`.
@@ -21,7 +22,7 @@ import concurrent.futures
 import dataclasses
 import os
 import pathlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -216,24 +217,9 @@ class Predictor:
     """Every window of every file, streamed through the model; yields one `FileScan` per file, in order.
 
     Each file is decoded whole into host memory (at most `max_seconds`; the next file is decoded in a
-    background thread while the model runs), cut into `window_starts` at `hop_seconds` (None: hop = window),
-    and its windows go to the model `batch_size` at a time, batched across files: only one batch is on the
-    device at once, however long the recording. A file that cannot be read yields a FileScan with `error` set.
+    background thread while the model runs) and goes through `scan_waves`. A file that cannot be read yields a
+    FileScan with `error` set.
     """
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    hop = self.hop_samples(hop_seconds)
-    files = [os.fspath(f) for f in files]
-    done: dict[int, FileScan] = {}
-    remaining: dict[int, int] = {}
-    queue: list[tuple[int, int, np.ndarray]] = []  # (file, window row, samples): views, not copies
-
-    def flush() -> None:
-      probs, embs = self.run_windows(np.stack([w for _, _, w in queue]))
-      for (i, row, _), p, e in zip(queue, probs, embs, strict=True):
-        done[i].probs[row], done[i].embeddings[row] = p, e
-        remaining[i] -= 1
-      queue.clear()
 
     def read(path: str) -> np.ndarray | AudioError:
       try:
@@ -243,8 +229,42 @@ class Predictor:
       except Exception as err:  # anything else the decoder or resampler throws still names the file
         return AudioError(path, f"cannot read: {type(err).__name__}: {err}")
 
+    files = [os.fspath(f) for f in files]
+    yield from self.scan_waves(_read_ahead(read, files), hop_seconds=hop_seconds, batch_size=batch_size)
+
+  def scan_waves(
+    self,
+    waves: Iterable[tuple[str, np.ndarray | AudioError]],
+    *,
+    hop_seconds: float | None = None,
+    batch_size: int = 16,
+  ) -> Iterator[FileScan]:
+    """The one windowing of `predict`, `embed` and `evaluate`: decoded clips -> one `FileScan` each, in order.
+
+    Args:
+      waves: `(name, wave)` pairs, wave (time,) float32 in [-1, 1] at `sample_rate` (or the AudioError that
+        stopped its decoding: yielded as a failed FileScan). Consumed lazily, one clip ahead at most.
+      hop_seconds: between window starts (None: hop = window); windows follow `window_starts`, a clip no
+        longer than the window is one `pad_short` row.
+      batch_size: windows per forward pass, batched across clips: only one batch is on the device at once,
+        however long the recording.
+    """
+    if batch_size < 1:
+      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    hop = self.hop_samples(hop_seconds)
+    done: dict[int, FileScan] = {}
+    remaining: dict[int, int] = {}
+    queue: list[tuple[int, int, np.ndarray]] = []  # (clip, window row, samples): views, not copies
+
+    def flush() -> None:
+      probs, embs = self.run_windows(np.stack([w for _, _, w in queue]))
+      for (i, row, _), p, e in zip(queue, probs, embs, strict=True):
+        done[i].probs[row], done[i].embeddings[row] = p, e
+        remaining[i] -= 1
+      queue.clear()
+
     emitted = 0
-    for i, (path, wave) in enumerate(_read_ahead(read, files)):
+    for i, (path, wave) in enumerate(waves):
       if isinstance(wave, AudioError):
         done[i], remaining[i] = FileScan.failed(path, wave), 0
       else:

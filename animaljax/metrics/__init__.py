@@ -2,6 +2,7 @@
 
 classification.py  confusion matrix, precision/recall/F1, average precision, `classification_report`
 fewshot.py         nearest-prototype episode accuracy and its 95% interval
+plots.py           the PNG charts of a classification report (confusion matrix, per-class bars), as bytes
 
 The classification API is re-exported here (`metrics.classification_report`, ...), as the trainers use it.
 """
