@@ -17,6 +17,11 @@ Two rules, because their users want different things from the tail of a clip:
   `hop > window` the audio between them is skipped (a sparse scan) but the end is still covered.
 
 Both start at 0 and return starts in increasing order as `(windows,)` int64 arrays.
+
+And one rule for the other end, a clip *shorter* than the window: `fit_short` makes it one full window, by
+zero-padding ("pad") or by repeating it end to end ("loop"). The trainer's loader (training rows and
+evaluation windows) and `Predictor` (predict, embed, evaluate, enrol, the demo) both call it, with the rule
+the model was trained with (`data.short_clips`), so a model never scores a kind of input it was not trained on.
 """
 
 from __future__ import annotations
@@ -79,3 +84,32 @@ def cover_window_starts(num_samples: int, window: int, hop: int | None = None) -
   if starts[-1] + window < num_samples:
     starts = np.append(starts, num_samples - window)
   return starts
+
+
+SHORT_CLIP_RULES = ("pad", "loop")
+
+
+def fit_short(audio: np.ndarray, length: int, rule: str, offset: int = 0) -> np.ndarray:
+  """`(n,)` with `n < length` -> `(length,)`: one full window of a short clip.
+
+  Args:
+    audio: the clip; length: the window (samples).
+    rule: "pad": the clip at `offset` in zeros. "loop": the clip repeated end to end, starting `offset`
+      samples into it (a phase; training draws it at random, evaluation uses 0), so a globally pooled CNN sees
+      the call throughout the window instead of a call diluted by silence.
+    offset: placement ("pad": samples of leading silence, at most `length - n`; "loop": phase, taken mod n).
+  """
+  n = audio.shape[0]
+  if n >= length:
+    raise ValueError(f"fit_short takes a clip shorter than the window: {n} >= {length}")
+  if rule == "pad":
+    if not 0 <= offset <= length - n:
+      raise ValueError(f"pad offset {offset} outside [0, {length - n}]")
+    out = np.zeros(length, audio.dtype)
+    out[offset : offset + n] = audio
+    return out
+  if rule == "loop":
+    if n == 0:
+      return np.zeros(length, audio.dtype)
+    return audio[(np.arange(length) + offset) % n]
+  raise ValueError(f"short clip rule must be one of {SHORT_CLIP_RULES}, got {rule!r}")

@@ -41,6 +41,8 @@ class Bundle:
     clip_seconds: the window the model was exported with (None in a model.json without it).
     exported: the deserialised `infer.jax_exported`, or None (not stored, not wanted, or lowered for other
       platforms than this one).
+    short_clips: how the model makes a clip shorter than its window into one ("pad" for bundles written before
+      the rule was recorded: their models were all trained on zero-padded rows).
   """
 
   path: pathlib.Path
@@ -50,6 +52,7 @@ class Bundle:
   labels: list[str]
   clip_seconds: float | None
   exported: ExportedForward | None
+  short_clips: str = "pad"
 
 
 def read_manifest(directory: str | os.PathLike, *, verify: bool = True) -> dict:
@@ -140,4 +143,7 @@ def read_bundle(directory: str | os.PathLike, *, use_exported: bool = True, veri
         exported = deserialize_forward(blob, entry)
       except Exception as err:  # e.g. a serialisation version this jax cannot read
         raise BundleError(root / entry["file"], f"cannot deserialise ({type(err).__name__}: {err})") from err
-  return Bundle(root, manifest, config, variables, meta["labels"], meta.get("clip_seconds"), exported)
+  return Bundle(
+    root, manifest, config, variables, meta["labels"], meta.get("clip_seconds"), exported,
+    meta.get("short_clips", "pad"),
+  )  # fmt: skip

@@ -93,6 +93,7 @@ class _EpisodeReader:
   seed: int
   process_index: int
   process_count: int
+  short: str = "pad"
 
   def __call__(self, position: int, _: Any = None) -> dict[str, np.ndarray]:
     episode = int(position) * self.process_count + self.process_index
@@ -105,7 +106,7 @@ class _EpisodeReader:
       for row, example in enumerate(ids.reshape(-1)):
         audio = records.parse_example(self.source[int(example)])["audio"]
         # Crop key (seed, episode, example): the same clip gets a fresh crop in every episode.
-        out[row] = crop_or_pad(audio, self.length, self.crop, (self.seed, episode, int(example)))
+        out[row] = crop_or_pad(audio, self.length, self.crop, (self.seed, episode, int(example)), self.short)
       return out
 
     within = np.arange(self.n_way, dtype=np.int32)
@@ -162,6 +163,7 @@ def make_episode_loader(
   process_count: int | None = None,
   read_threads: int = 1,
   prefetch_batches: int = 2,
+  short_clips: str = "pad",
 ) -> EpisodeLoader:
   """Builds the episode iterator over a packed split.
 
@@ -175,6 +177,7 @@ def make_episode_loader(
     episodes_per_batch: episodes stacked per batch on this process.
     num_episodes: episodes per process before the iterator ends; None = endless.
     crop: `random` (training), `center` or `start` for clips longer or shorter than a row.
+    short_clips: how a clip shorter than a row becomes one (`audio.windows.fit_short`): "pad" or "loop".
     shard_by_process: process `p` of `P` takes episodes `p, p+P, ...` (default `jax.process_index/count`).
 
   Returns:
@@ -200,7 +203,7 @@ def make_episode_loader(
   check_episode_shape(by_class, n_way, k_shot, q_queries)
   length = round(clip_seconds * data.sample_rate)
   reader = _EpisodeReader(
-    source, by_class, n_way, k_shot, q_queries, length, crop, seed, process_index, process_count
+    source, by_class, n_way, k_shot, q_queries, length, crop, seed, process_index, process_count, short_clips
   )
   # Endless by default; the range is lazy, so its size costs nothing.
   positions = grain.MapDataset.range(num_episodes if num_episodes is not None else sys.maxsize)

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from animaljax.audio.windows import cover_window_starts
+from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short
 from animaljax.data import records
 from animaljax.data.sampling import SAMPLING, EpochOrder, balanced_weights, split_labels
 from animaljax.data.shard_source import PackedDataset
@@ -43,23 +43,28 @@ from animaljax.data.shard_source import PackedDataset
 _CROPS = ("random", "center", "start")
 
 
-def crop_or_pad(audio: np.ndarray, length: int, mode: str, key: tuple[int, ...] = ()) -> np.ndarray:
-  """Cuts `(n,)` to `(length,)` or zero-pads it: `center`, `start`, or `random` placement drawn from `key`."""
+def crop_or_pad(
+  audio: np.ndarray, length: int, mode: str, key: tuple[int, ...] = (), short: str = "pad"
+) -> np.ndarray:
+  """Cuts `(n,)` to `(length,)` (`center`, `start`, or `random` placement drawn from `key`) or, when shorter,
+  makes it one window by `audio.windows.fit_short` with the `short` rule ("pad" at that placement, or "loop"
+  from a phase drawn the same way)."""
   n = audio.shape[0]
   if n == length:
     return audio
-  slack = abs(n - length)
+  looped = n < length and short == "loop"
+  choices = (
+    max(n, 1) if looped else abs(n - length) + 1
+  )  # phases of a loop, or placements of a crop / in padding
   if mode == "random":
-    offset = _uniform(key, slack + 1)
-  elif mode == "center":
-    offset = slack // 2
+    offset = _uniform(key, choices)
+  elif mode == "center" and not looped:  # a loop has no centre: it starts at its beginning
+    offset = (choices - 1) // 2
   else:
     offset = 0
   if n > length:
     return audio[offset : offset + length]
-  out = np.zeros(length, audio.dtype)
-  out[offset : offset + n] = audio
-  return out
+  return fit_short(audio, length, short, offset)
 
 
 _MASK64 = (1 << 64) - 1
@@ -88,6 +93,7 @@ class _ClipReader:
   length: int
   crop: str
   seed: int
+  short: str = "pad"
 
   def __call__(self, position: int, _: Any = None) -> dict[str, Any]:
     example = self.order(position)
@@ -97,7 +103,7 @@ class _ClipReader:
     # The crop depends on (seed, epoch, example) only, not on worker or process counts, so crops are
     # reproducible and a restored iterator crops exactly as the original would have.
     key = (self.seed, self.order.epoch(position), example)
-    audio = crop_or_pad(parsed["audio"], self.length, self.crop, key)
+    audio = crop_or_pad(parsed["audio"], self.length, self.crop, key, self.short)
     return {"audio": audio, "label": parsed["label"], "index": example, "mask": True}
 
 
@@ -106,20 +112,22 @@ class _Windower:
   """Flat map for windowed evaluation: example id -> one row per window of its clip.
 
   Windows follow `cover_window_starts`, the rule `Predictor` uses on files, so a long clip is cut where
-  predict would cut it: full windows, the last one ending at the clip's end. A clip no longer than a window is
-  one row, zero-padded at its end to the row length.
+  predict would cut it: full windows, the last one ending at the clip's end. A clip shorter than a window is
+  one row made by `fit_short` with the `short` rule from its start, as `Predictor.pad_short` makes it.
   """
 
   source: Any
   length: int
   hop: int
   max_fan_out: int = 10_000
+  short: str = "pad"
 
   def flat_map(self, example: int) -> list[dict[str, Any]]:
     parsed = records.parse_example(self.source[int(example)])
     audio = np.asarray(parsed["audio"])
     return [
-      {"audio": crop_or_pad(audio[s : s + self.length], self.length, "start"), "label": parsed["label"],
+      {"audio": crop_or_pad(audio[s : s + self.length], self.length, "start", short=self.short),
+       "label": parsed["label"],
        "index": int(example), "mask": True}
       for s in cover_window_starts(audio.shape[0], self.length, self.hop)
     ]  # fmt: skip
@@ -193,6 +201,7 @@ def make_loader(
   drop_remainder: bool | None = None,
   tune_malloc: bool = True,
   sampling: str = "uniform",
+  short_clips: str = "pad",
 ) -> Loader:
   """Builds the batch iterator over a packed split.
 
@@ -207,6 +216,7 @@ def make_loader(
     crop: `random`, `center` or `start` for clips longer (or shorter: padding placement) than the row;
       defaults to `random` when training and `center` otherwise.
     windows: evaluation only: cut each clip into consecutive windows (one row each, `index` = its clip).
+    short_clips: how a clip shorter than the row becomes one (`audio.windows.fit_short`): "pad" or "loop".
     hop_seconds: window hop; defaults to `clip_seconds` (no overlap).
     shard_by_process: give each JAX process a disjoint slice of every (shuffled) epoch.
     process_index, process_count: default `jax.process_index()`/`jax.process_count()`.
@@ -240,6 +250,8 @@ def make_loader(
     raise ValueError(f"crop must be one of {_CROPS}, got {crop!r}")
   if windows and train:
     raise ValueError("windows=True is an evaluation mode; use train=False")
+  if short_clips not in SHORT_CLIP_RULES:
+    raise ValueError(f"short_clips must be one of {SHORT_CLIP_RULES}, got {short_clips!r}")
   if batch_size <= 0:
     raise ValueError(f"batch_size must be positive, got {batch_size}")
   if sampling not in SAMPLING:
@@ -289,11 +301,11 @@ def make_loader(
     rows = ids.to_iter_dataset(
       grain.ReadOptions(num_threads=read_threads, prefetch_buffer_size=prefetch_batches)
     )
-    rows = grain.experimental.FlatMapIterDataset(rows, _Windower(source, length, hop))
+    rows = grain.experimental.FlatMapIterDataset(rows, _Windower(source, length, hop, short=short_clips))
     batches = rows.batch(batch_size, drop_remainder=drop_remainder, batch_fn=collate)
     batches_per_epoch = None
   else:
-    reader = _ClipReader(source, order, length, crop, seed)
+    reader = _ClipReader(source, order, length, crop, seed, short_clips)
     batched = positions.map_with_index(reader).batch(
       batch_size, drop_remainder=drop_remainder, batch_fn=collate
     )

@@ -19,7 +19,7 @@ import animaljax.training.workdir as run_folder
 from animaljax.bundle.format import MANIFEST
 from animaljax.bundle.read import read_bundle
 from animaljax.bundle.write import check_export, export_bundle
-from animaljax.inference.predictor import Predictor
+from animaljax.inference.predictor import NATIVE, Predictor
 from animaljax.models.serialize import MODEL_JSON
 
 
@@ -61,6 +61,7 @@ def load_bundle(path: str | os.PathLike, *, use_exported: bool = True, verify: b
   try:
     return Predictor(
       b.config, b.variables, b.labels, clip_seconds=b.clip_seconds, path=b.path, exported=b.exported,
+      short_clips=b.short_clips,
       source={"kind": "bundle", "path": str(b.path)},
     )  # fmt: skip
   except ValueError as err:
@@ -74,6 +75,7 @@ def _load_converted(root: pathlib.Path) -> Predictor:
   config, variables = load_converted(root)
   return Predictor(
     config, variables, meta["labels"], clip_seconds=meta.get("clip_seconds"), path=root,
+    short_clips=meta.get("short_clips", NATIVE),  # a converted model's training input rule is not ours
     source={"kind": "model_dir", "path": str(root)},
   )  # fmt: skip
 
@@ -85,7 +87,7 @@ def _load_workdir(root: pathlib.Path) -> Predictor:
   source = {"kind": "workdir", "path": str(root), "checkpoint": str(state_dir.parent.relative_to(root))}
   return Predictor(
     run_folder.model_config(root, num_classes), variables, run_folder.read_labels(root, num_classes),
-    clip_seconds=float(c.data.clip_seconds), path=root, source=source,
+    clip_seconds=float(c.data.clip_seconds), path=root, source=source, short_clips=c.data.short_clips,
   )  # fmt: skip
 
 

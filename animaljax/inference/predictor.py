@@ -6,9 +6,9 @@ Flax model wherever it accepts the input length (no tracing of the Flax model).
 
 Files are read at the model's sample rate and cut into windows of `clip_samples` (the length the model was
 trained on): a longer clip gives windows every `hop` samples (default: hop = window), the last one aligned to
-the clip's end so every window has the same shape (one compilation); a shorter clip is zero-padded only up to
-the model's minimum length (CNNs pool globally over time, so padding to the full window would dilute the
-embedding with silence). `analyse`/`classify` average window outputs (embeddings as is, class scores as softmax
+the clip's end so every window has the same shape (one compilation); a shorter clip is zero-padded at its end
+to the full window, exactly as the trainer's loader pads it (one input rule for training, evaluation and
+prediction; `pad_short`). `analyse`/`classify` average window outputs (embeddings as is, class scores as softmax
 probabilities); `scan` streams every window of long files through the model in batches and keeps them apart,
 through `scan_waves`, which `evaluate` also feeds with the clips of a packed split.
 
@@ -30,13 +30,14 @@ import numpy as np
 
 from animaljax.audio import frontend
 from animaljax.audio.io import AudioError, load_audio
-from animaljax.audio.windows import cover_window_starts
+from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short
 from animaljax.bundle.exported import ExportedForward
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import SpeciesStore
 from animaljax.models.classifier import ClassifierConfig, inference_forward
 from animaljax.models.serialize import fingerprint
 
+NATIVE = "native"  # no rule recorded: score a short clip at its own length (see `Predictor`)
 _MAX_BATCH = 16  # windows per forward pass (one compilation per window length and batch size <= 16)
 
 
@@ -76,9 +77,13 @@ class Predictor:
       the Flax model for every input length it accepts; other lengths (e.g. clips shorter than its minimum)
       go through the Flax model, built on first use.
     source: where it came from, as a bundle's manifest records it (`inference.load` sets it); None: in memory.
+    short_clips: how a clip shorter than the window becomes one, the rule the model was trained with
+      (`audio.windows.fit_short`: "pad" or "loop"), or "native" for a model whose rule is not recorded (a
+      converted PANNs/AST model): the clip is scored at its own length, padded only to `min_samples`.
 
   Attributes:
-    labels, sample_rate, clip_samples (window), min_samples, embed_dim, config, path, source, fingerprint.
+    labels, sample_rate, clip_samples (window), min_samples, embed_dim, config, path, source, fingerprint,
+    short_clips.
   """
 
   def __init__(
@@ -91,9 +96,13 @@ class Predictor:
     path: str | os.PathLike | None = None,
     exported: ExportedForward | None = None,
     source: dict | None = None,
+    short_clips: str = "pad",
   ):
     if len(labels) != config.num_classes:
       raise ValueError(f"{len(labels)} labels for a model with {config.num_classes} classes")
+    if short_clips not in (*SHORT_CLIP_RULES, NATIVE):
+      raise ValueError(f"short_clips must be one of {(*SHORT_CLIP_RULES, NATIVE)}, got {short_clips!r}")
+    self.short_clips = short_clips
     self.config = config
     self.labels = tuple(labels)
     self.path = None if path is None else pathlib.Path(path).absolute()
@@ -150,11 +159,16 @@ class Predictor:
     return cover_window_starts(num_samples, self.clip_samples, hop)
 
   def pad_short(self, wave: np.ndarray) -> np.ndarray:
-    """A clip no longer than the window, zero-padded to what the model takes: the full window for AST, else
-    only up to `min_samples` (CNNs pool globally over time: more padding would dilute the embedding)."""
+    """A clip no longer than the window made one full window by the model's `short_clips` rule, from its
+    start: exactly the row the trainer's evaluation builds from it (`data.loader.crop_or_pad`), so the model
+    scores inputs of the kind it was trained and evaluated on. (Padding only to the model's minimum length, the
+    rule before, fed CNNs inputs they never saw: on a user's short clips it cost 63% -> 81% top-1, issue 15.)"""
     n = wave.shape[0]
-    size = self.clip_samples if self.config.is_ast else max(n, self.min_samples)
-    return np.pad(wave, (0, size - n))
+    if n >= self.clip_samples:
+      return wave[: self.clip_samples]
+    if self.short_clips == NATIVE:  # AST's positional grid is fixed: its window is also its minimum
+      return np.pad(wave, (0, (self.clip_samples if self.config.is_ast else max(n, self.min_samples)) - n))
+    return fit_short(np.asarray(wave), self.clip_samples, self.short_clips)
 
   def windows(self, wave: np.ndarray, hop: int | None = None) -> np.ndarray:
     """(time,) -> (windows, clip_samples) at `window_starts` (hop in samples; None: hop = window), or, for a
@@ -275,7 +289,7 @@ class Predictor:
           np.zeros((len(starts), len(self.labels)), np.float32), np.zeros((len(starts), self.embed_dim), np.float32),
         )  # fmt: skip
         remaining[i] = len(starts)
-        if n <= w and self.pad_short(wave).shape[0] != w:  # a short clip of its own length: a batch of one
+        if n < w and self.pad_short(wave).shape[0] != w:  # "native": a clip of its own length, a batch of one
           done[i].probs[:], done[i].embeddings[:] = self.run_windows(self.pad_short(wave)[None])
           remaining[i] = 0
         else:

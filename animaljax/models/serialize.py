@@ -62,9 +62,12 @@ def model_record(
   *,
   has_head: bool = True,
   clip_seconds: float | None = None,
+  short_clips: str | None = None,
   source: dict | None = None,
 ) -> dict:
-  """The `model.json` of a model: its config, `has_head`, `labels` and, when given, `clip_seconds` / `source`.
+  """The `model.json` of a model: its config, `has_head`, `labels` and, when given, `clip_seconds`,
+  `short_clips` (the rule that made clips shorter than the window into one: `audio.windows.fit_short`; a
+  record without it was saved by a version that always zero-padded) and `source`.
 
   Raises:
     ValueError: `labels` do not match `config.num_classes`.
@@ -74,6 +77,8 @@ def model_record(
   record = {**config_to_dict(config), "has_head": has_head, "labels": list(labels)}
   if clip_seconds is not None:
     record["clip_seconds"] = clip_seconds
+  if short_clips is not None:
+    record["short_clips"] = short_clips
   if source is not None:
     record["source"] = source
   return record

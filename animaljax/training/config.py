@@ -32,7 +32,10 @@ class DataConfig:
   root: str = ""  # corpus folder (folder, esc50) or manifest (csv) for packing on first use
   category: str = ""  # esc50: a group (animals, natural, ...) or comma-separated category names; "" = all
   sample_rate: int = 32000
-  clip_seconds: float = 5.0  # training row length (random crops of longer clips, zero-padding of shorter)
+  clip_seconds: float = 5.0  # the model's window: training rows are random crops of longer clips
+  # How a clip shorter than the window becomes one, in training, evaluation and every command that runs the
+  # model (`audio.windows.fit_short`): "loop" repeats it end to end, "pad" zero-pads it. Saved with the model.
+  short_clips: str = "pad"
   train_split: str = "train"  # a split or "+"-joined splits
   eval_split: str = "validation"
   cv_fold: int = 0  # esc50: 1..5 holds that fold out (train on the other four); 0 = use the splits above
@@ -265,6 +268,7 @@ _RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
 
 def _choices() -> dict[str, tuple[str, ...]]:
   """Enumerated fields -> their valid values, from the tables of the modules that implement them."""
+  from animaljax.audio.windows import SHORT_CLIP_RULES
   from animaljax.data.loader import SAMPLING
   from animaljax.data.packing import CLIP_MODES, FILE_FORMATS
   from animaljax.data.sources import SOURCES
@@ -277,6 +281,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
   return {
     "trainer": TRAINERS,
     "data.source": tuple(SOURCES), "data.file_format": FILE_FORMATS, "data.clip_mode": CLIP_MODES,
+    "data.short_clips": SHORT_CLIP_RULES,
     "model.encoder": tuple(sorted(ENCODERS)), "model.size": tuple(SIZES), "model.dtype": ("float32", "bfloat16"),
     "model.remat": ("", *sorted(REMAT_POLICIES)),
     "train.schedule": SCHEDULES, "train.optimizer": OPTIMIZERS, "train.loss": LOSSES,

@@ -212,7 +212,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   per_process = loop.check_batch_size(p.episodes_per_step, "protonet.episodes_per_step")
   episode_args = dict(
     n_way=p.n_way, k_shot=p.k_shot, q_queries=p.q_queries, clip_seconds=d.clip_seconds,
-    classes=train_classes, seed=t.seed,
+    classes=train_classes, seed=t.seed, short_clips=d.short_clips,
   )  # fmt: skip
   episodes = make_episode_loader(d.dir, d.train_split, episodes_per_batch=per_process, **episode_args)
   train_batches = episodes.dataset.map(_episode_rows)  # still a grain dataset: its iterator checkpoints
@@ -221,7 +221,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   def eval_batches():
     return make_loader(
       d.dir, d.eval_split, batch_size=eval_global // jax.process_count(), train=False,
-      clip_seconds=d.clip_seconds,
+      clip_seconds=d.clip_seconds, short_clips=d.short_clips,
     )  # fmt: skip
 
   model = make_model(model_config(c, len(data.class_names)))  # the head is built but never trained

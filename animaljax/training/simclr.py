@@ -249,7 +249,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
   d, t, s, p = c.data, c.train, c.simclr, c.probe
   train_loader = make_loader(
     d.dir, d.train_split, batch_size=per_process, train=True, clip_seconds=d.clip_seconds, seed=t.seed,
-    worker_count=d.worker_count,
+    worker_count=d.worker_count, short_clips=d.short_clips,
   )  # fmt: skip
   view_samples = round(s.view_seconds * data.sample_rate)
   vc = ViewConfig(view_samples, tuple(s.gain_db), round(s.max_shift_seconds * data.sample_rate),
@@ -278,7 +278,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
       elif batch_stats:
         first = next(iter(make_loader(
           d.dir, d.train_split, batch_size=t.batch_size, train=True, clip_seconds=d.clip_seconds, seed=t.seed,
-          shard_by_process=False,
+          shard_by_process=False, short_clips=d.short_clips,
         )))  # fmt: skip
         views = jax.jit(lambda a: make_views(k_cal, a, vc, noise_bank))(first["audio"])
         batch_stats = setup.calibrate_batch_stats(model, params, batch_stats, views, k_cal)
@@ -302,7 +302,7 @@ def _train(c: RunConfig, workdir: pathlib.Path, started) -> dict:
       for split in (p.train_split, p.eval_split):
         yield from make_loader(
           p.data_dir, split, batch_size=eval_global // jax.process_count(), train=False,
-          clip_seconds=probe_seconds,
+          clip_seconds=probe_seconds, short_clips=d.short_clips,
         )  # fmt: skip
 
     def summarize(outputs: dict[str, np.ndarray]) -> dict:

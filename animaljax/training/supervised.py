@@ -191,7 +191,7 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
   d, t = c.data, c.train
   train_loader = make_loader(
     d.dir, d.train_split, batch_size=per_process, train=True, clip_seconds=d.clip_seconds, seed=t.seed,
-    worker_count=d.worker_count, sampling=t.sampling,
+    worker_count=d.worker_count, sampling=t.sampling, short_clips=d.short_clips,
   )  # fmt: skip
   class_names = train_loader.class_names
   num_classes = len(class_names)
@@ -202,7 +202,7 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
     # Every window of every clip, as `predict` cuts a file; `summarize` pools them per clip.
     return make_loader(
       d.dir, d.eval_split, batch_size=eval_global // jax.process_count(), train=False,
-      clip_seconds=d.clip_seconds, windows=True,
+      clip_seconds=d.clip_seconds, windows=True, short_clips=d.short_clips,
     )  # fmt: skip
 
   model = make_model(model_config(c, num_classes))
@@ -241,6 +241,7 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
             clip_seconds=d.clip_seconds,
             seed=t.seed,
             shard_by_process=False,
+            short_clips=d.short_clips,
           )
         )
       )

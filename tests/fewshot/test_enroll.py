@@ -100,7 +100,9 @@ def test_windows_and_embed_file(predictor, tmp_path):
   np.testing.assert_array_equal(win[2], long[-SR:])
   short = long[:100]
   (padded,) = predictor.windows(short)
-  assert padded.shape == (predictor.min_samples,) and not padded[100:].any()
+  assert (
+    padded.shape == (predictor.clip_samples,) and not padded[100:].any()
+  )  # padded to the window, as in training
   path = tmp_path / "long.wav"
   sf.write(path, long, SR, subtype="FLOAT")
   expected = np.asarray(predictor.embed(win)).mean(0)

@@ -79,7 +79,7 @@ def test_the_train_step_mixes_noise_and_the_eval_step_never_does():
     jnp.zeros((), jnp.int32), variables["params"], variables["batch_stats"], tx.init(variables["params"]),
     jax.random.PRNGKey(1),
   )  # fmt: skip
-  batch = {"audio": audio, "label": jnp.arange(8) % 3, "mask": jnp.ones(8, bool)}
+  batch = {"audio": audio, "label": jnp.arange(8) % 3, "mask": jnp.ones(8, bool), "index": jnp.arange(8)}
   with_noise = [jax.jit(f) for f in make_steps(c, model, tx, lr_fn, 3, None, bank)]
   without = [jax.jit(f) for f in make_steps(c, model, tx, lr_fn, 3, None, None)]
   loss_noisy = float(with_noise[0](state, batch)[1]["loss"])
