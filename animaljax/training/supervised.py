@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import pathlib
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -271,4 +272,14 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
     on_start=started,
   )
   loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
-  return loop.run(task, loop_cfg, workdir)
+  result = loop.run(task, loop_cfg, workdir)
+  held_out = [s for s in ("test",) if s in data.splits and s not in d.eval_split.split("+")]
+  if (
+    held_out and jax.process_index() == 0
+  ):  # scored once, at the end, by the user: never used to pick a state
+    print(
+      f"the pack's {held_out[0]!r} split was not used; score it with: python -m animaljax.evaluate "
+      f"--model {workdir} --data {d.dir} --split {held_out[0]}",
+      file=sys.stderr,
+    )
+  return result

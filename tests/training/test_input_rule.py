@@ -40,7 +40,7 @@ def corpus(esc50_root, tmp_path_factory) -> pathlib.Path:
   return root
 
 
-def test_the_trainers_evaluation_and_predict_give_the_same_top1_labels(corpus, tmp_path):
+def test_the_trainers_evaluation_and_predict_give_the_same_top1_labels(corpus, tmp_path, capsys):
   from animaljax.data.shard_source import PackedDataset
   from animaljax.inference.files import predict_files
   from animaljax.training.supervised import train_and_evaluate
@@ -51,6 +51,8 @@ def test_the_trainers_evaluation_and_predict_give_the_same_top1_labels(corpus, t
   c.data.eval_split = "train"  # the largest split: more clips, more chances to disagree
   c.train.steps, c.eval.every_steps, c.checkpoint.every_steps = 6, 6, 6
   train_and_evaluate(c, tmp_path / "run")
+  # The pack has a test split the run never looked at: it says how to score it, once, at the end.
+  assert f"--model {tmp_path / 'run'} --data {tmp_path / 'packed'} --split test" in capsys.readouterr().err
   import json
 
   trainer = json.loads((tmp_path / "run" / "metrics.json").read_text())
