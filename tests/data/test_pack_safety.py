@@ -7,7 +7,6 @@ Each test is named after the issue's item it guards; each fails on the code befo
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import pathlib
@@ -20,6 +19,7 @@ import time
 import numpy as np
 import pytest
 import soundfile as sf
+from snapshots import snapshot
 
 from animaljax import pack as pack_cli
 from animaljax.data import packing, records
@@ -37,22 +37,6 @@ def _corpus(root: pathlib.Path, esc50_root: pathlib.Path, per_class: int = 2) ->
     for clip in sorted((esc50_root / "audio").glob(f"*-{target}.flac"))[:per_class]:
       shutil.copy(clip, root / cls / clip.name)
   return root
-
-
-def _hashes(folder: pathlib.Path) -> dict[str, str]:
-  """Relative path -> sha256 (or link target) of everything under `folder`, links not followed."""
-  out = {}
-  for dirpath, dirnames, filenames in os.walk(folder):
-    for name in dirnames + filenames:
-      path = pathlib.Path(dirpath) / name
-      rel = str(path.relative_to(folder))
-      if path.is_symlink():
-        out[rel] = f"link -> {os.readlink(path)}"
-      elif path.is_file():
-        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-      else:
-        out[rel] = "folder"
-  return out
 
 
 def _cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
@@ -97,14 +81,14 @@ def test_1_overwrite_never_deletes_what_is_not_a_pack(tmp_path, esc50_root, wher
   (other / "chapters" / "one.tex").write_text("\\chapter{Frogs}\n")
   (other / "data.bin").write_bytes(bytes(range(256)) * 10)
   out = {"root": root, "parent_of_root": home, "other_folder": other}[where]
-  before = _hashes(tmp_path)
+  before = snapshot(tmp_path)
 
   result = _cli("--source", "folder", "--root", str(root), "--out", str(out), "--overwrite", "--workers", "0",
                 "--sample-rate", str(SR), "--file-format", "array_record", "--no-progress")  # fmt: skip
   line = _one_error_line(result)
   assert str(out) in line
   assert "--overwrite" not in line and "overwrite=" not in line  # it would not help: it must not be suggested
-  assert _hashes(tmp_path) == before  # nothing written, nothing deleted, not even a scratch folder
+  assert snapshot(tmp_path) == before  # nothing written, nothing deleted, not even a scratch folder
 
 
 def test_1_overwrite_replaces_a_finished_pack_and_only_marked_scratch(tmp_path, esc50_root):
@@ -119,12 +103,12 @@ def test_1_overwrite_replaces_a_finished_pack_and_only_marked_scratch(tmp_path, 
   trash = tmp_path / ".packed.old"  # the old code's fixed trash name: never touched now
   trash.mkdir()
   (trash / "photo.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
-  outside_pack = {k: v for k, v in _hashes(tmp_path).items() if not k.startswith("packed")}
+  outside_pack = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("packed")}
 
   source = FolderSource(root, split_ratios=(1, 0, 0))
   with pytest.raises(FileExistsError, match=r"\.packed\.incomplete .*was not made by animaljax\.pack"):
     packing.pack(source, out, **{**settings, "sample_rate": 8000}, overwrite=True)
-  assert {k: v for k, v in _hashes(tmp_path).items() if not k.startswith("packed")} == outside_pack
+  assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("packed")} == outside_pack
   assert json.loads((out / "summary.json").read_text()) == first  # the old pack is intact too
 
   shutil.rmtree(mine)
@@ -134,10 +118,10 @@ def test_1_overwrite_replaces_a_finished_pack_and_only_marked_scratch(tmp_path, 
   assert (out / "my_notes.txt").is_file()
 
   (out / "my_notes.txt").unlink()
-  outside_pack = {k: v for k, v in _hashes(tmp_path).items() if not k.startswith("packed")}
+  outside_pack = {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("packed")}
   again = packing.pack(source, out, **{**settings, "sample_rate": 8000}, overwrite=True)
   assert again["sample_rate"] == 8000 and json.loads((out / "summary.json").read_text()) == again
-  assert {k: v for k, v in _hashes(tmp_path).items() if not k.startswith("packed")} == outside_pack
+  assert {k: v for k, v in snapshot(tmp_path).items() if not k.startswith("packed")} == outside_pack
   assert sorted(p.name for p in tmp_path.iterdir()) == [".packed.old", "packed", "recordings"]
 
 

@@ -16,6 +16,7 @@ import sys
 import jax
 import numpy as np
 import pytest
+from snapshots import snapshot
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("kaldi_native_fbank")
@@ -381,16 +382,6 @@ def test_unknown_layout_is_rejected(tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # Nothing lost (issue 13): --force replaces a converted model dir, never another folder
 # ----------------------------------------------------------------------------------------------------------------
-def _snapshot(root: pathlib.Path) -> dict[str, str]:
-  """Relative path -> sha256 of every file under `root` ("folder" for folders)."""
-  import hashlib
-
-  return {
-    p.relative_to(root).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
-    for p in sorted(root.rglob("*"))
-  }
-
-
 def test_force_replaces_only_a_converted_model_dir(cnn6_checkpoint, esc50_root, tmp_path, capsys):
   import shutil
 
@@ -410,20 +401,20 @@ def test_force_replaces_only_a_converted_model_dir(cnn6_checkpoint, esc50_root, 
   (bundle_like / "model.json").write_text('{"frontend": {}}\n')
   (bundle_like / "params.safetensors").write_bytes(b"\0" * 64)
   (tmp_path / "a_file").write_bytes(clips[2].read_bytes())
-  before = _snapshot(tmp_path)
+  before = snapshot(tmp_path)
   for out in (mine, bundle_like, tmp_path / "a_file"):
     for force in ([], ["--force"]):
       assert convert.main(["panns", "--checkpoint", str(path), "--out", str(out), *force]) == 2
       err = capsys.readouterr().err.strip()
       assert err.startswith("error:") and "\n" not in err and str(out) in err, err
-  assert _snapshot(tmp_path) == before  # every byte of every file, nothing added
+  assert snapshot(tmp_path) == before  # every byte of every file, nothing added
 
   # A converted model dir: --force replaces model.json and variables/, and keeps what is beside them.
   out = tmp_path / "converted"
   assert convert.main(["panns", "--checkpoint", str(path), "--out", str(out)]) == 0
   (out / "species").mkdir()
   (out / "species" / "species.json").write_text('{"format": 1}\n')
-  kept = _snapshot(out / "species")
+  kept = snapshot(out / "species")
   assert convert.main(["panns", "--checkpoint", str(path), "--out", str(out)]) == 2
   assert "--force" in capsys.readouterr().err
   assert (
@@ -431,8 +422,8 @@ def test_force_replaces_only_a_converted_model_dir(cnn6_checkpoint, esc50_root, 
   )
   assert not pretrained.read_metadata(out)["has_head"]
   assert set(pretrained.load_converted(out, keep_head=False)[1]["params"]) == {"encoder"}
-  assert _snapshot(out / "species") == kept and sorted(p.name for p in out.iterdir()) == [
+  assert snapshot(out / "species") == kept and sorted(p.name for p in out.iterdir()) == [
     "model.json", "species", "variables"
   ]  # fmt: skip
-  assert _snapshot(tmp_path / "mine") == {k[5:]: v for k, v in before.items() if k.startswith("mine/")}
+  assert snapshot(tmp_path / "mine") == {k[5:]: v for k, v in before.items() if k.startswith("mine/")}
   assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".")]  # no temporaries left

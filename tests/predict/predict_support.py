@@ -13,6 +13,7 @@ import sys
 
 import numpy as np
 import soundfile as sf
+from snapshots import snapshot  # noqa: F401 - re-exported: tests/predict and tests/bundle import it here
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 SR = 16000
@@ -58,23 +59,3 @@ def write_wave(
   path.parent.mkdir(parents=True, exist_ok=True)
   sf.write(path, wave.astype(np.float32), sr, subtype=subtype)
   return str(path)
-
-
-def snapshot(root: pathlib.Path) -> dict[str, str]:
-  """Every file under `root` (relative path -> sha256), links as `link -> target`: equal snapshots before
-  and after a command mean it changed nothing there."""
-  import hashlib
-  import os
-
-  out = {}
-  for dirpath, dirnames, filenames in os.walk(root):
-    for name in dirnames + filenames:
-      path = pathlib.Path(dirpath) / name
-      rel = path.relative_to(root).as_posix()
-      if path.is_symlink():
-        out[rel] = f"link -> {os.readlink(path)}"
-      elif path.is_file():
-        out[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-      else:
-        out[rel] = "folder"
-  return out

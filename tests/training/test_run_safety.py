@@ -5,7 +5,6 @@ One finished smoke run (packed on first use, in-process) is copied for each test
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import pathlib
@@ -20,6 +19,7 @@ import pytest
 REPO = pathlib.Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
+from snapshots import snapshot  # noqa: E402
 from xla_cache import compilation_cache_for  # noqa: E402
 
 from configs import quickstart  # noqa: E402
@@ -42,11 +42,8 @@ def config(data_dir: pathlib.Path, **overrides):
 
 
 def tree_hashes(root: pathlib.Path) -> dict[str, str]:
-  return {
-    str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-    for p in sorted(root.rglob("*"))
-    if p.is_file() and p.name != "run.lock"
-  }
+  """`snapshot` less the run lock (its content names the process that holds it)."""
+  return {k: v for k, v in snapshot(root).items() if k != "run.lock"}
 
 
 @pytest.fixture(scope="module")
