@@ -1,7 +1,8 @@
-"""AST on ESC-50 animals (fold 5 held out), 16 kHz Kaldi fbank; fine-tune from AudioSet with `:finetune`.
+"""AST on ESC-50 animals (fold 5 held out), 16 kHz Kaldi fbank, from scratch; `ast_esc50_finetune.py` starts
+from AudioSet weights.
 
-  python -m animaljax.train --config configs/ast_esc50.py:finetune --workdir runs/ast_esc50 \
-      --config.data.root=../shared/data/esc50-animals --config.model.init_from=<converted AST dir>
+  python -m animaljax.train --config configs/ast_esc50.py --workdir runs/ast_esc50 \
+      --config.data.root=../shared/data/esc50-animals
 """
 
 from __future__ import annotations
