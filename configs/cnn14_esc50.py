@@ -4,8 +4,8 @@
       --config.data.root=../shared/data/esc50-animals
 
 Cross-validation: `--config.data.cv_fold=k` (k = 1..5) trains on the other four folds and evaluates on fold k;
-run k = 1..5 in separate workdirs and average. Fine-tune from PANNs with `--config.model.init_from=<converted
-dir>` (see `cnn14_esc50_finetune` in `get_config("finetune")`).
+run k = 1..5 in separate workdirs and average. Fine-tuning from PANNs' AudioSet weights is
+`configs/cnn14_esc50_finetune.py`.
 """
 
 from __future__ import annotations
