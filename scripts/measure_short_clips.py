@@ -6,7 +6,7 @@ Builds a degraded copy of ESC-50 animals in which every clip is cut to a random 
 from the first sound onwards, so a cut keeps the call), keeps the ESC-50 layout (folds intact), then for each
 rule trains the same small CNN on folds 1-3, picks its best state on fold 4 and scores fold 5 with
 `python -m animaljax.evaluate` (predict's code path). Fold 5 is never seen by training or model selection.
-Prints one JSON line per rule and a last line with both; the figures go to BENCHMARKS.md.
+Prints one JSON line per run and a last line with each rule's mean test accuracy; the figures go to BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -48,8 +48,8 @@ def degrade(esc50: pathlib.Path, out: pathlib.Path, seed: int) -> pathlib.Path:
   return root
 
 
-def run(rule: str, corpus: pathlib.Path, out: pathlib.Path, steps: int) -> dict:
-  workdir = out / f"run-{rule}"
+def run(rule: str, corpus: pathlib.Path, out: pathlib.Path, steps: int, seed: int) -> dict:
+  workdir = out / f"run-{rule}-{steps}-{seed}"
   t0 = time.perf_counter()
   train = [
     sys.executable, "-m", "animaljax.train", "--config", "configs/cnn10_esc50.py:cpu", "--workdir", str(workdir),
@@ -57,11 +57,11 @@ def run(rule: str, corpus: pathlib.Path, out: pathlib.Path, steps: int) -> dict:
     "--config.data.cv_fold=0",
     "--config.data.train_split=fold1+fold2+fold3", "--config.data.eval_split=fold4",
     f"--config.data.short_clips={rule}", f"--config.train.steps={steps}", f"--config.eval.every_steps={steps // 3}",
-    f"--config.checkpoint.every_steps={steps // 3}",
+    f"--config.checkpoint.every_steps={steps // 3}", f"--config.train.seed={seed}",
   ]  # fmt: skip
   subprocess.run(train, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
   train_s = time.perf_counter() - t0
-  report = out / f"eval-{rule}"
+  report = out / f"eval-{rule}-{steps}-{seed}"
   evaluate = [
     sys.executable, "-m", "animaljax.evaluate", "--model", str(workdir), "--data", str(out / "packed"),
     "--split", "fold5", "--out", str(report), "--quiet",
@@ -70,7 +70,7 @@ def run(rule: str, corpus: pathlib.Path, out: pathlib.Path, steps: int) -> dict:
   metrics = json.loads((report / "metrics.json").read_text())
   validation = json.loads((workdir / "best" / "best.json").read_text())
   return {
-    "rule": rule, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
+    "rule": rule, "seed": seed, "steps": steps, "test_accuracy": metrics["accuracy"], "test_macro_f1": metrics["macro_f1"],
     "validation_accuracy": validation["value"], "best_step": validation["step"], "train_s": round(train_s, 1),
   }  # fmt: skip
 
@@ -82,13 +82,19 @@ def main() -> None:
   p.add_argument("--steps", type=int, default=300)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--rules", default="pad,loop")
+  p.add_argument("--seeds", default="0", help="training seeds (comma-separated): one run per rule and seed")
   args = p.parse_args()
   corpus = degrade(args.esc50, args.out, args.seed)
   results = []
-  for rule in args.rules.split(","):
-    results.append(run(rule, corpus, args.out, args.steps))
-    print(json.dumps(results[-1]), flush=True)
-  print(json.dumps({r["rule"]: r["test_accuracy"] for r in results}))
+  for seed in map(int, args.seeds.split(",")):
+    for rule in args.rules.split(","):
+      results.append(run(rule, corpus, args.out, args.steps, seed))
+      print(json.dumps(results[-1]), flush=True)
+  means = {
+    rule: float(np.mean([r["test_accuracy"] for r in results if r["rule"] == rule]))
+    for rule in args.rules.split(",")
+  }
+  print(json.dumps({"mean_test_accuracy": means}))
 
 
 if __name__ == "__main__":

@@ -45,6 +45,20 @@ RESUMABLE = frozenset({
 })  # fmt: skip
 
 
+# What a run saved before an option existed did, when that differs from the option's default today: a run's
+# config.json is read with these filled in, so an old run keeps meaning what it meant.
+LEGACY_VALUES = {("data", "short_clips"): "pad"}  # runs before the rule existed zero-padded short clips
+
+
+def with_legacy_values(saved: dict) -> dict:
+  """`saved` (a config.json's content) with `LEGACY_VALUES` filled in where its sections lack them."""
+  out = {k: dict(v) if isinstance(v, dict) else v for k, v in saved.items()}
+  for (section, key), value in LEGACY_VALUES.items():
+    if isinstance(out.get(section), dict):
+      out[section].setdefault(key, value)
+  return out
+
+
 class WorkdirError(ValueError):
   """The workdir cannot be used for this run (busy, or holding a run this config cannot continue)."""
 
@@ -67,7 +81,9 @@ def read_config(workdir: str | os.PathLike):
     raise FileNotFoundError(f"{workdir} is not a training workdir (no {CONFIG_JSON})") from None
   except (ValueError, UnicodeDecodeError) as err:
     raise WorkdirError(f"{path} is damaged: {err}") from None
-  return config_lib.parse(saved, strict=False)
+  if not isinstance(saved, dict):
+    raise WorkdirError(f"{path} is damaged: not a JSON object")
+  return config_lib.parse(with_legacy_values(saved), strict=False)
 
 
 def model_config(workdir: str | os.PathLike, num_classes: int):
@@ -193,6 +209,7 @@ def check_resume(workdir: pathlib.Path, config: dict) -> None:
       f"{path} is damaged ({err}) and {workdir} holds checkpoints: cannot tell whether this config can resume "
       "that run; use another --workdir"
     ) from None
+  saved = with_legacy_values(saved)
   changed = config_changes(saved, config)
   if changed:
     old, cur = flatten(saved), flatten(config)

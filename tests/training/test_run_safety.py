@@ -229,3 +229,16 @@ def test_impossible_values_are_refused_before_the_workdir_is_touched(tmp_path, k
   with pytest.raises(ValueError, match=message):
     train_and_evaluate(config(tmp_path / "packed", **{key: value}), tmp_path / "run")
   assert not (tmp_path / "run").exists() and not (tmp_path / "packed").exists()
+
+
+def test_a_run_saved_before_short_clips_existed_keeps_its_zero_padding(run):
+  from animaljax.training.supervised import train_and_evaluate
+  from animaljax.training.workdir import WorkdirError, read_config
+
+  data, workdir = run
+  saved = json.loads((workdir / "config.json").read_text())
+  del saved["data"]["short_clips"]  # as written by animaljax before the rule was an option
+  (workdir / "config.json").write_text(json.dumps(saved))
+  assert read_config(workdir).data.short_clips == "pad"  # what that run was trained with
+  with pytest.raises(WorkdirError, match=r"data\.short_clips: 'pad' -> 'loop'"):
+    train_and_evaluate(config(data, train__steps=9), workdir)
