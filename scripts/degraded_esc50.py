@@ -1,0 +1,67 @@
+"""A small, messy corpus shaped like a field worker's folder, built from ESC-50 animals and real wind.
+
+  python scripts/degraded_esc50.py --esc50 ../shared/data/esc50-animals --wind ../shared/data/noise/wind \
+      --out /tmp/degraded [--seed 0]
+
+Writes `OUT/Training/<class>/` (ESC-50 folds 1-4), `OUT/Test/<class>/` (fold 5) and `OUT/Noise/wind/` (the wind
+recordings of folds 1-2 only; fold 3 is kept out, for testing under noise). Every animal clip is degraded the
+way issue 15's corpus is messy: cut to a random length uniform in 0.3-5 s from its first sound, resampled to a
+random native rate among 8, 11.025, 16 and 22.05 kHz, scaled by a random gain of -20..0 dB, and written as
+8-bit WAV one time in five (16-bit otherwise). File names keep the ESC-50 source id, so `--group-by` can keep a
+recording's clips together. Seeded: the same seed gives the same corpus.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import pathlib
+
+import numpy as np
+import soundfile as sf
+
+RATES = (8000, 11025, 16000, 22050)
+
+
+def build(esc50: pathlib.Path, wind: pathlib.Path, out: pathlib.Path, seed: int) -> dict:
+  import librosa
+
+  rng = np.random.default_rng(seed)
+  counts = {"Training": 0, "Test": 0, "Noise": 0}
+  for row in csv.DictReader(open(esc50 / "meta" / "esc50.csv")):
+    split = "Test" if row["fold"] == "5" else "Training"
+    wave, sr = librosa.load(esc50 / "audio" / row["filename"], sr=None)
+    start = int(np.argmax(np.abs(wave) > 0.05 * (np.abs(wave).max() + 1e-12)))
+    wave = wave[start : start + int(rng.uniform(0.3, 5.0) * sr)]
+    rate = int(rng.choice(RATES))
+    wave = librosa.resample(wave, orig_sr=sr, target_sr=rate, res_type="soxr_hq")
+    wave = np.clip(wave * 10 ** (rng.uniform(-20.0, 0.0) / 20), -1.0, 1.0)
+    subtype = "PCM_U8" if rng.uniform() < 0.2 else "PCM_16"
+    folder = out / split / row["category"]
+    folder.mkdir(parents=True, exist_ok=True)
+    sf.write(folder / row["filename"].replace(".flac", ".wav"), wave, rate, subtype=subtype)
+    counts[split] += 1
+  (out / "Noise" / "wind").mkdir(parents=True, exist_ok=True)
+  for path in sorted(wind.glob("*.flac")):
+    if path.name.split("-", 1)[0] in ("1", "2"):  # folds 1-2 train the noise mixing; fold 3 stays unseen
+      wave, sr = sf.read(path)
+      sf.write(out / "Noise" / "wind" / path.name.replace(".flac", ".wav"), wave, sr, subtype="PCM_16")
+      counts["Noise"] += 1
+  return counts
+
+
+def main() -> None:
+  repo = pathlib.Path(__file__).resolve().parents[1]
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument("--esc50", type=pathlib.Path, default=repo.parent / "shared" / "data" / "esc50-animals")
+  p.add_argument("--wind", type=pathlib.Path, default=repo.parent / "shared" / "data" / "noise" / "wind")
+  p.add_argument("--out", type=pathlib.Path, required=True)
+  p.add_argument("--seed", type=int, default=0)
+  args = p.parse_args()
+  if args.out.exists() and any(args.out.iterdir()):
+    raise SystemExit(f"error: {args.out} is not empty; give a new folder")
+  print(build(args.esc50, args.wind, args.out, args.seed))
+
+
+if __name__ == "__main__":
+  main()

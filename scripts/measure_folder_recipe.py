@@ -1,0 +1,75 @@
+"""The CPU recipe for a small, messy folder (`configs/cnn14_folder.py:cpu`) against the untuned one, and its levers.
+
+  python scripts/degraded_esc50.py --out /tmp/degraded
+  python scripts/measure_folder_recipe.py --corpus /tmp/degraded --out /tmp/recipe [--variants recipe,untuned]
+
+Each variant trains on `Training/` (a validation split carved from it, clips of one ESC-50 source recording kept
+together with `--group-by`), keeps its best state by validation accuracy, and is then scored once on `Test/` with
+`python -m animaljax.evaluate` (predict's code path). The test split decides nothing. Prints a JSON line per
+variant; the table goes to BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import subprocess
+import sys
+import time
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+GROUP_BY = r"^\d+-(\d+)-"  # ESC-50 names: {fold}-{source id}-{take}-{target}
+
+# name -> overrides of configs/cnn14_folder.py:cpu
+VARIANTS = {
+  "recipe": [],
+  "no_noise": ["--config.train.noise_p=0.0"],
+  "pad": ["--config.data.short_clips=pad"],
+  # What the project recommended before: cnn10_esc50.py:cpu's settings (5 s rows, zero-padding, 600 steps,
+  # no noise, no class weights), on this folder.
+  "untuned": [
+    "--config.data.short_clips=pad", "--config.data.clip_seconds=5.0", "--config.train.noise_p=0.0",
+    "--config.train.steps=600", "--config.train.class_weights=none",
+  ],
+}  # fmt: skip
+
+
+def run(name: str, corpus: pathlib.Path, out: pathlib.Path) -> dict:
+  workdir = out / f"run-{name}"
+  train = [
+    sys.executable, "-m", "animaljax.train", "--config", "configs/cnn14_folder.py:cpu", "--workdir", str(workdir),
+    f"--config.data.root={corpus}", f"--config.data.dir={out / 'packed'}", f"--config.data.group_by={GROUP_BY}",
+    *VARIANTS[name],
+  ]  # fmt: skip
+  t0 = time.perf_counter()
+  subprocess.run(train, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  train_s = time.perf_counter() - t0
+  report = out / f"eval-{name}"
+  evaluate = [
+    sys.executable, "-m", "animaljax.evaluate", "--model", str(workdir), "--data", str(out / "packed"),
+    "--split", "test", "--out", str(report), "--quiet",
+  ]  # fmt: skip
+  subprocess.run(evaluate, cwd=REPO, check=True, stdout=subprocess.DEVNULL)
+  test = json.loads((report / "metrics.json").read_text())
+  best = json.loads((workdir / "best" / "best.json").read_text())
+  return {
+    "variant": name, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+    "validation_accuracy": best["value"], "best_step": best["step"], "train_s": round(train_s, 1),
+  }  # fmt: skip
+
+
+def main() -> None:
+  p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  p.add_argument(
+    "--corpus", type=pathlib.Path, required=True, help="Training/ Test/ Noise/ (degraded_esc50.py)"
+  )
+  p.add_argument("--out", type=pathlib.Path, required=True)
+  p.add_argument("--variants", default=",".join(VARIANTS))
+  args = p.parse_args()
+  for name in args.variants.split(","):
+    print(json.dumps(run(name, args.corpus, args.out)), flush=True)
+
+
+if __name__ == "__main__":
+  main()

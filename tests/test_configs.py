@@ -1,0 +1,36 @@
+"""Every experiment config (and every argument it takes) parses into a valid typed RunConfig; a wrong argument is
+refused instead of silently running the full-size experiment."""
+
+from __future__ import annotations
+
+import importlib
+import pathlib
+import sys
+
+import pytest
+
+REPO = pathlib.Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from animaljax.training import config as config_lib  # noqa: E402
+
+CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem not in ("base", "__init__"))
+ARGS = {"cnn10_esc50": ("cpu", "smoke", "cpu,smoke"), "simclr_esc50": ("cpu", "smoke", "cpu,smoke"),
+        "cnn14_folder": ("cpu", "smoke", "cpu,smoke")}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", CONFIGS)
+def test_every_config_and_argument_parses(name):
+  module = importlib.import_module(f"configs.{name}")
+  for arg in (None, *ARGS.get(name, ("smoke",))):
+    c = config_lib.parse(module.get_config(arg))
+    assert c.smoke == ("smoke" in (arg or ""))
+  with pytest.raises(ValueError, match="unknown config argument 'smok'"):
+    module.get_config("smok")
+
+
+def test_the_folder_cpu_recipe_is_the_measured_one():
+  from configs import cnn14_folder
+
+  c = config_lib.parse(cnn14_folder.get_config("cpu"))
+  assert (c.data.short_clips, c.train.noise_p, c.model.encoder, c.train.steps) == ("loop", 0.5, "cnn6", 900)
