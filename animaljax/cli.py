@@ -1,6 +1,6 @@
 """Shared command plumbing: the parser every command uses and the one user-error -> `error: ...` + exit 2 mapping.
 
-Every command (`pack`, `train`, `export`, `predict`, `embed`, `enroll`, `convert`) answers a mistake the user
+Every command (`pack`, `train`, `evaluate`, `export`, `predict`, `embed`, `enroll`, `convert`) answers a mistake the user
 can fix with one line on stderr, `error: <what to fix>`, and exit status 2; never a traceback. A user mistake is:
 
 - an argument argparse refuses (unknown option, bad number, missing value): `ArgumentParser.error`;

@@ -6,6 +6,8 @@
                 `load_bundle`, and `export_model` (the bundle of a model given by its path)
   outputs.py    predict's CSV/JSON/Raven and embed's Parquet/npz formats, the replace-on-success output file
   files.py      `predict_files` / `embed_files`: the library functions behind the predict and embed commands
+  evaluate.py   `evaluate_split` / `evaluate_files`: a labelled pack split or class folders scored through
+                predict's windowing and pooling (the evaluate command)
 
 Above `bundle` and `fewshot` (which it uses), below the commands and the demo. From training it imports only
 `training.workdir`, the run-folder reader (a run's config, checkpoint and model config).
