@@ -26,6 +26,17 @@ VARIANTS = {
   "recipe": [],
   "no_noise": ["--config.train.noise_p=0.0"],
   "pad": ["--config.data.short_clips=pad"],
+  # The other levers issue 15 names, one change each against the recipe.
+  "ema": ["--config.train.ema_decay=0.99"],
+  "clip_norm": ["--config.model.clip_norm=True"],
+  "width_0.5": ["--config.model.width=0.5"],
+  "cnn10": ["--config.model.encoder=cnn10"],
+  "mixup": ["--config.train.mixup_alpha=0.5"],
+  "specaug_wide": ["--config.train.time_width=64", "--config.train.freq_width=16"],
+  "no_specaug": ["--config.train.specaugment=False"],
+  "no_class_weights": ["--config.train.class_weights=none"],
+  "balanced_sampling": ["--config.train.class_weights=none", "--config.train.sampling=balanced"],
+  "steps_1800": ["--config.train.steps=1800", "--config.eval.every_steps=150", "--config.checkpoint.every_steps=150"],
   # What the project recommended before: cnn10_esc50.py:cpu's settings (5 s rows, zero-padding, 600 steps,
   # no noise, no class weights), on this folder.
   "untuned": [
@@ -35,17 +46,17 @@ VARIANTS = {
 }  # fmt: skip
 
 
-def run(name: str, corpus: pathlib.Path, out: pathlib.Path) -> dict:
-  workdir = out / f"run-{name}"
+def run(name: str, corpus: pathlib.Path, out: pathlib.Path, seed: int) -> dict:
+  workdir = out / f"run-{name}-s{seed}"
   train = [
     sys.executable, "-m", "animaljax.train", "--config", "configs/cnn14_folder.py:cpu", "--workdir", str(workdir),
     f"--config.data.root={corpus}", f"--config.data.dir={out / 'packed'}", f"--config.data.group_by={GROUP_BY}",
-    *VARIANTS[name],
+    f"--config.train.seed={seed}", *VARIANTS[name],
   ]  # fmt: skip
   t0 = time.perf_counter()
   subprocess.run(train, cwd=REPO, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   train_s = time.perf_counter() - t0
-  report = out / f"eval-{name}"
+  report = out / f"eval-{name}-s{seed}"
   evaluate = [
     sys.executable, "-m", "animaljax.evaluate", "--model", str(workdir), "--data", str(out / "packed"),
     "--split", "test", "--out", str(report), "--quiet",
@@ -54,7 +65,7 @@ def run(name: str, corpus: pathlib.Path, out: pathlib.Path) -> dict:
   test = json.loads((report / "metrics.json").read_text())
   best = json.loads((workdir / "best" / "best.json").read_text())
   return {
-    "variant": name, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
+    "variant": name, "seed": seed, "test_accuracy": test["accuracy"], "test_macro_f1": test["macro_f1"],
     "validation_accuracy": best["value"], "best_step": best["step"], "train_s": round(train_s, 1),
   }  # fmt: skip
 
@@ -66,9 +77,14 @@ def main() -> None:
   )
   p.add_argument("--out", type=pathlib.Path, required=True)
   p.add_argument("--variants", default=",".join(VARIANTS))
+  p.add_argument("--seeds", default="0", help="comma-separated train.seed values, each variant once per seed")
   args = p.parse_args()
-  for name in args.variants.split(","):
-    print(json.dumps(run(name, args.corpus, args.out)), flush=True)
+  unknown = sorted(set(args.variants.split(",")) - set(VARIANTS))
+  if unknown:
+    p.error(f"unknown variants {unknown}; valid: {', '.join(VARIANTS)}")
+  for seed in map(int, args.seeds.split(",")):
+    for name in args.variants.split(","):
+      print(json.dumps(run(name, args.corpus, args.out, seed)), flush=True)
 
 
 if __name__ == "__main__":

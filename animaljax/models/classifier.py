@@ -157,12 +157,13 @@ def cnn14_config(
   variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14",
   dropout: bool = True,
   dtype: Literal["float32", "bfloat16"] = "float32",
+  clip_norm: bool = False,
 ) -> ClassifierConfig:
-  """PANNs CNN (default CNN14) on PANNs' log-mel at 32 kHz or 16 kHz."""
+  """PANNs CNN (default CNN14) on PANNs' log-mel at 32 kHz or 16 kHz (`clip_norm`: `CnnConfig.clip_norm`)."""
   presets = {32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k}
   if sample_rate not in presets:
     raise ValueError(f"PANNs front ends exist for sample rates {sorted(presets)}, got {sample_rate}")
-  encoder = encoder_config(variant, width=width, dropout=dropout)
+  encoder = encoder_config(variant, width=width, dropout=dropout, clip_norm=clip_norm)
   return ClassifierConfig(presets[sample_rate](), encoder, num_classes, dtype)
 
 

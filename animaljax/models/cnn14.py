@@ -46,11 +46,15 @@ class CnnConfig:
     width: multiplier on every channel count, including the embedding (2048 * width for CNN14, 512 * width
       for CNN6/CNN10); 1.0 is the published model, tests use 1/16 or 1/8.
     dropout: PANNs' dropouts (0.2 after each block, 0.5 before fc1 and before the head); False removes them.
+    clip_norm: standardise each input's features by their own mean and standard deviation (over frames and
+      mel bins) before `bn0`: a gain or level change of the recording, a constant shift of the log-mel, then
+      does not reach the network. Not in PANNs (False for its weights).
   """
 
   variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14"
   width: float = 1.0
   dropout: bool = True
+  clip_norm: bool = False
 
   def __post_init__(self):
     if self.variant not in _VARIANTS:
@@ -110,6 +114,14 @@ class ConvBlock(nn.Module):
     return x
 
 
+def standardize_per_clip(x: jnp.ndarray, eps: float = 1e-5) -> jnp.ndarray:
+  """`(batch, frames, bins)` -> each row minus its mean, over its standard deviation (both over frames and bins);
+  a silent row (std 0) becomes zeros."""
+  mean = jnp.mean(x, axis=(1, 2), keepdims=True)
+  std = jnp.std(x, axis=(1, 2), keepdims=True)
+  return (x - mean) / (std + eps)
+
+
 def _batch_norm(name: str, train: bool) -> nn.BatchNorm:
   # torch momentum 0.01 (weight of the new batch) is flax momentum 0.99 (weight of the running value).
   # Statistics and normalisation always in fp32, whatever the compute dtype.
@@ -147,8 +159,11 @@ class Cnn(nn.Module):
       raise ValueError(
         f"{cfg.variant} needs features (batch, frames, mels) with at least {need} frames and mels, got {features.shape}"
       )
+    x = features.astype(jnp.float32)
+    if cfg.clip_norm:
+      x = standardize_per_clip(x)
     # bn0 normalises each mel bin over (batch, time): PANNs transposes mels into the channel axis for it.
-    x = _batch_norm("bn0", train)(features.astype(jnp.float32))
+    x = _batch_norm("bn0", train)(x)
     x = x[..., None].astype(self.dtype)  # (batch, time, mel, 1)
     for i, (ch, pool) in enumerate(zip(cfg.channels, pools, strict=True), start=1):
       x = ConvBlock(ch, kernel=kernel, convs=convs, pool=pool, dtype=self.dtype, name=f"conv_block{i}")(

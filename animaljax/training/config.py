@@ -63,6 +63,9 @@ class ModelConfig:
   depth: int = 0  # AST: transformer blocks (0 = the size's default)
   remat: str = ""  # AST: "" (off) | nothing_saveable | dots_saveable: recompute activations, save memory
   dropout: bool = True
+  # CNNs: standardise each input's log-mel (its own mean and std over time and mel bins) before `bn0`, so the
+  # recording's gain and level do not reach the network; the same in training, evaluation and prediction.
+  clip_norm: bool = False
   dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters stay float32
   # Where the weights start: a converted PANNs/AST dir (`python -m animaljax.convert`), a training workdir
   # (its best state) or a SimCLR run's `encoder/`; every trainer takes the same three. "" = random init.
@@ -99,6 +102,9 @@ class TrainConfig:
   noise_snr_db: tuple[float, ...] = (5.0, 20.0)
   noise_split: str = "noise"
   max_noise_clips: int = 64  # noise clips kept on the device
+  # Exponential moving average of the parameters (`ema = d * ema + (1 - d) * params` after every update);
+  # evaluation, the best state and so every export and prediction use the average. 0 = off.
+  ema_decay: float = 0.0
   seed: int = 0
   log_every: int = 10  # steps between host syncs (loss check, progress bar, train_log.jsonl)
   log_indices: bool = False  # log each step's data `index` to train_log.jsonl (tests the data order)
@@ -243,6 +249,7 @@ _RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
   "train.halt_after": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
   "train.noise_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
   "train.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
+  "train.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0 = off)"),
   "simclr.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
   "eval.every_steps": (lambda v: v >= 1, "an integer >= 1"),
   "eval.batch_size": (lambda v: v >= 1, "an integer >= 1"),
@@ -317,6 +324,10 @@ def validate(c: RunConfig) -> None:
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
+  if c.model.encoder == "ast" and c.model.clip_norm:
+    raise ValueError("model.clip_norm applies to the CNN encoders; AST normalises its fbank with fixed statistics")
+  if c.train.ema_decay and c.trainer != "supervised":
+    raise ValueError(f"train.ema_decay applies to the supervised trainer, not {c.trainer!r}")
   if c.trainer == "simclr":
     if c.simclr.view_seconds > c.data.clip_seconds:
       raise ValueError(
@@ -378,5 +389,6 @@ def model_config(c: RunConfig, num_classes: int, clip_seconds: float | None = No
     seconds = c.data.clip_seconds if clip_seconds is None else clip_seconds
     return ast_config(num_classes, m.size, seconds, depth=m.depth or None, dtype=m.dtype, remat=m.remat)
   return cnn14_config(
-    num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype
-  )
+    num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype,
+    clip_norm=m.clip_norm,
+  )  # fmt: skip

@@ -84,6 +84,8 @@ class Task:
   eval_device_keys: tuple[str, ...] | None = (
     None  # evaluation batch fields on the devices; None = device_keys
   )
+  # `state -> state` evaluated and saved as best (the supervised trainer's parameter average); None = as it is.
+  eval_state: Callable[[Any], Any] | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -337,14 +339,15 @@ def run(task: Task, cfg: LoopConfig, workdir: str | pathlib.Path) -> dict:
         if ckpt.save(step, state, train_iter, force=last):
           last_good = step
       if eval_due:
-        metrics = evaluate(task, state, eval_step, mesh)
+        scored = state if task.eval_state is None else task.eval_state(state)
+        metrics = evaluate(task, scored, eval_step, mesh)
         value = metrics.get(cfg.metric)
         if value is None:
           raise ValueError(f"eval.metric {cfg.metric!r} is not computed; choose one of {sorted(metrics)}")
         if _is_better(value, best_value, cfg.metric):
           best_value = value
           evals_without_gain = 0
-          ckpt.save_best(step, state, cfg.metric, value)
+          ckpt.save_best(step, scored, cfg.metric, value)
         else:
           evals_without_gain += 1
         if task.on_eval is not None and jax.process_index() == 0:

@@ -26,7 +26,7 @@ from animaljax.augment import spec_augment
 from animaljax.data.loader import PackedDataset
 from animaljax.training import workdir as run_dir
 from animaljax.training.config import RunConfig, TrainConfig
-from animaljax.training.state import make_optimizer, merge_pretrained
+from animaljax.training.state import make_optimizer, merge_pretrained, with_ema
 
 
 def _source_kwargs(c: RunConfig) -> dict:
@@ -116,12 +116,13 @@ def noise_bank(
 
 
 def make_tx(c: RunConfig):
-  """`(optax transformation, lr schedule)` of `c.train`."""
+  """`(optax transformation, lr schedule)` of `c.train`, tracking a parameter average when `train.ema_decay`."""
   t = c.train
-  return make_optimizer(
+  tx, lr_fn = make_optimizer(
     optimizer=t.optimizer, lr=t.lr, steps=t.steps, warmup_steps=t.warmup_steps, schedule=t.schedule,
     weight_decay=t.weight_decay, grad_clip=t.grad_clip,
   )  # fmt: skip
+  return with_ema(tx, t.ema_decay), lr_fn
 
 
 def eval_global_batch(c: RunConfig) -> int:

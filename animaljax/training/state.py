@@ -6,7 +6,7 @@ The optax transformation is built from the config on every start, so a checkpoin
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import flax
 import jax
@@ -110,3 +110,44 @@ def merge_pretrained(init: dict, loaded: dict, where: str) -> dict:
     )
   merged = {k: jnp.asarray(flat_loaded.get(k, v), dtype=v.dtype) for k, v in flat_init.items()}
   return flax.traverse_util.unflatten_dict(merged, sep="/")
+
+
+class EmaParams(NamedTuple):
+  """The optimizer-state entry `track_ema` keeps: the running average of the parameters."""
+
+  params: Any
+
+
+def track_ema(decay: float) -> optax.GradientTransformation:
+  """A pass-through optax transformation whose state is the exponential moving average of the parameters after
+  each update (`ema = decay * ema + (1 - decay) * new params`, starting at the initial parameters, so no
+  bias correction is needed). Chain it last; `ema_params(opt_state)` reads the average back.
+
+  Written here rather than taken from optax: `optax.ema` averages the *updates* (gradients), not the
+  parameters, and the average lives in the optimizer state so the train state, and every checkpoint written
+  without it, keep their structure.
+  """
+
+  def init(params):
+    return EmaParams(jax.tree.map(lambda p: jnp.array(p, copy=True), params))
+
+  def update(updates, state, params=None):
+    if params is None:
+      raise ValueError("track_ema needs the parameters: call tx.update(grads, opt_state, params)")
+    new = optax.apply_updates(params, updates)
+    ema = jax.tree.map(lambda e, p: decay * e + (1.0 - decay) * p.astype(e.dtype), state.params, new)
+    return updates, EmaParams(ema)
+
+  return optax.GradientTransformation(init, update)
+
+
+def with_ema(tx: optax.GradientTransformation, decay: float) -> optax.GradientTransformation:
+  """`tx` followed by `track_ema(decay)`; `tx` itself when `decay` is 0."""
+  return optax.chain(tx, track_ema(decay)) if decay > 0 else tx
+
+
+def ema_params(opt_state: Any) -> Any:
+  """The averaged parameters of an optimizer state built by `with_ema`; raises ValueError without one."""
+  if isinstance(opt_state, tuple) and opt_state and isinstance(opt_state[-1], EmaParams):
+    return opt_state[-1].params
+  raise ValueError("the optimizer state holds no parameter average (train.ema_decay is 0)")

@@ -27,7 +27,7 @@ from animaljax.training import loop, setup
 from animaljax.training import workdir as run_dir
 from animaljax.training.config import model_config
 from animaljax.training.report import write_charts, write_metrics
-from animaljax.training.state import TrainState
+from animaljax.training.state import TrainState, ema_params
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -270,6 +270,8 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
     eval_batches=eval_batches,
     on_eval=lambda step, report: write_report(workdir, step, report, class_names),
     on_start=started,
+    # With train.ema_decay, the parameter average is what is evaluated, kept as best and so exported.
+    eval_state=(lambda s: s.replace(params=ema_params(s.opt_state))) if t.ema_decay > 0 else None,
   )
   loop_cfg = loop.LoopConfig.from_config(c, t.batch_size)
   result = loop.run(task, loop_cfg, workdir)
