@@ -113,3 +113,10 @@ def fit_short(audio: np.ndarray, length: int, rule: str, offset: int = 0) -> np.
       return np.zeros(length, audio.dtype)
     return audio[(np.arange(length) + offset) % n]
   raise ValueError(f"short clip rule must be one of {SHORT_CLIP_RULES}, got {rule!r}")
+
+
+def window_pool(multi_label: bool) -> str:
+  """How a clip's window scores become the clip's: "mean" of the softmax probabilities of a single-label model
+  (the class heard most of the time), "max" of a multi-label model's independent sigmoid probabilities (a call
+  in any window means the class is in the clip). The trainer's evaluation and `Predictor` both use it."""
+  return "max" if multi_label else "mean"

@@ -37,7 +37,14 @@ import numpy as np
 
 from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short
 from animaljax.data import records
-from animaljax.data.sampling import SAMPLING, EpochOrder, balanced_weights, split_labels
+from animaljax.data.sampling import (
+  SAMPLING,
+  EpochOrder,
+  balanced_multilabel_weights,
+  balanced_weights,
+  split_label_sets,
+  split_labels,
+)
 from animaljax.data.shard_source import PackedDataset
 
 _CROPS = ("random", "center", "start")
@@ -98,13 +105,13 @@ class _ClipReader:
   def __call__(self, position: int, _: Any = None) -> dict[str, Any]:
     example = self.order(position)
     if example < 0:
-      return {"audio": None, "label": -1, "index": -1, "mask": False}
+      return {"audio": None, "label": -1, "labels": (), "index": -1, "mask": False}
     parsed = records.parse_example(self.source[example])
     # The crop depends on (seed, epoch, example) only, not on worker or process counts, so crops are
     # reproducible and a restored iterator crops exactly as the original would have.
     key = (self.seed, self.order.epoch(position), example)
     audio = crop_or_pad(parsed["audio"], self.length, self.crop, key, self.short)
-    return {"audio": audio, "label": parsed["label"], "index": example, "mask": True}
+    return {"audio": audio, "label": parsed["label"], "labels": parsed["labels"], "index": example, "mask": True}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,7 +134,7 @@ class _Windower:
     audio = np.asarray(parsed["audio"])
     return [
       {"audio": crop_or_pad(audio[s : s + self.length], self.length, "start", short=self.short),
-       "label": parsed["label"],
+       "label": parsed["label"], "labels": parsed["labels"],
        "index": int(example), "mask": True}
       for s in cover_window_starts(audio.shape[0], self.length, self.hop)
     ]  # fmt: skip
@@ -139,20 +146,27 @@ class _Collate:
 
   batch_size: int
   length: int
+  num_classes: int = 0  # > 0: a multi-label pack, batches get "targets" (B, num_classes) multi-hot
 
   def __call__(self, rows) -> dict[str, np.ndarray]:
     audio = np.empty((self.batch_size, self.length), np.int16)  # every row is written below
     label = np.full(self.batch_size, -1, np.int32)
     index = np.full(self.batch_size, -1, np.int64)
     mask = np.zeros(self.batch_size, bool)
+    targets = np.zeros((self.batch_size, self.num_classes), np.float32) if self.num_classes else None
     for i in range(self.batch_size):
       row = rows[i] if i < len(rows) else None
       if row is not None and row["mask"]:
         audio[i] = row["audio"]
         label[i], index[i], mask[i] = row["label"], row["index"], True
+        if targets is not None:
+          targets[i, list(row["labels"])] = 1.0
       else:
         audio[i] = 0
-    return {"audio": audio, "label": label, "mask": mask, "index": index}
+    batch = {"audio": audio, "label": label, "mask": mask, "index": index}
+    if targets is not None:
+      batch["targets"] = targets
+    return batch
 
 
 @dataclasses.dataclass
@@ -233,11 +247,12 @@ def make_loader(
     tune_malloc: raise glibc's mmap and trim thresholds in this process and the workers (see
       `raise_malloc_thresholds`); 2.5x the throughput here.
     sampling: `uniform` (each epoch a permutation) or `balanced` (training only: each epoch `n` draws with
-      replacement weighted by `1 / count(class)`, so classes come up about equally often).
+      replacement weighted by `1 / count(class)`, so classes come up about equally often; on a multi-label
+      pack PANNs' rule, a class drawn uniformly then a clip that has it: `balanced_multilabel_weights`).
 
   Returns:
     A `Loader`; iterating yields `{"audio": int16 (B, T), "label": int32 (B,), "mask": bool (B,),
-    "index": int64 (B,)}`.
+    "index": int64 (B,)}`, plus `"targets": float32 (B, num_classes)` multi-hot on a multi-label pack.
   """
   import grain  # lazy: importing the package should not start grain's telemetry
 
@@ -289,12 +304,18 @@ def make_loader(
     rows_per_epoch = global_batches * batch_size
   else:
     rows_per_epoch = math.ceil(n / process_count)
-  weights = balanced_weights(split_labels(source)) if sampling == "balanced" else None
+  weights = None
+  if sampling == "balanced":
+    weights = (
+      balanced_multilabel_weights(split_label_sets(source), len(data.class_names))
+      if data.multi_label
+      else balanced_weights(split_labels(source))
+    )
   order = EpochOrder(
     n, rows_per_epoch, train, seed, process_index, process_count, weights, block=batch_size if train else 0
   )
   positions = grain.MapDataset.range(rows_per_epoch).repeat(num_epochs)
-  collate = _Collate(batch_size, length)
+  collate = _Collate(batch_size, length, len(data.class_names) if data.multi_label else 0)
   if windows:
     hop = round((hop_seconds or clip_seconds) * data.sample_rate)
     ids = positions.map_with_index(order).filter(_is_example)

@@ -64,7 +64,7 @@ from animaljax.data.pack_settings import (
   PackSettings,
   validate_settings,
 )
-from animaljax.data.sources.base import Example, Source
+from animaljax.data.sources.base import Example, Source, window_labels
 from animaljax.data.sources.splits import carve_examples
 
 # Settings and folder rules live in their own modules; these names stay importable from here, the pipeline.
@@ -116,7 +116,10 @@ def _fingerprint(
       stamp = [st.st_size, st.st_mtime_ns]
     except OSError:
       stamp = None
-    h.update(json.dumps([e.path, e.label, e.label_name, e.split, e.fold, e.group, e.carve, stamp]).encode())
+    row = [e.path, e.label, e.label_name, e.split, e.fold, e.group, e.carve, stamp]
+    if e.labels or e.events:  # only then: single-label packs keep the fingerprints they had
+      row += [list(e.labels), [list(ev) for ev in e.events]]
+    h.update(json.dumps(row).encode())
   return h.hexdigest()
 
 
@@ -248,11 +251,21 @@ def pack(
       duration = audio.shape[0] / sr
       for start in starts:
         piece = audio[start : start + win] if windowed else audio
+        labels, name = example.label_set(), None
+        if example.events:  # an annotated recording: this window's classes from the boxes it overlaps
+          end = (start + piece.shape[0]) / sr
+          labels = window_labels(example.events, start / sr, end, source.min_overlap_seconds)
+          name = ";".join(source.class_names[c] for c in labels)
         st = stats[split]
         st["num_examples"] += 1
-        st["per_class"][example.label_name or UNLABELLED_KEY] += 1
+        if source.multi_label:
+          st["per_class"].update([source.class_names[c] for c in labels] or [UNLABELLED_KEY])
+        else:
+          st["per_class"][example.label_name or UNLABELLED_KEY] += 1
         st["samples"] += piece.shape[0]
-        yield f"{index:09d}/{start:012d}", tfds_builder.record_dict(piece, example, start / sr, duration)
+        yield f"{index:09d}/{start:012d}", tfds_builder.record_dict(
+          piece, example, start / sr, duration, labels=labels, label_name=name
+        )
 
   workers = (os.cpu_count() or 1) if workers is None else workers
   decoder = decoding.OrderedDecoder(source, sr, validation, min(workers, len(examples)))
@@ -306,6 +319,7 @@ def pack(
         "window_seconds": settings.window_seconds,
         "hop_seconds": settings.hop_seconds,
         "source": source.name,
+        "multi_label": bool(source.multi_label),
       },
       description=description,
       shard_size_mb=shard_size_mb,
@@ -332,6 +346,7 @@ def pack(
     "sample_rate": sr,
     "class_names": list(source.class_names),
     "num_classes": len(source.class_names),
+    "multi_label": bool(source.multi_label),
     "clip_mode": clip_mode,
     "window_seconds": settings.window_seconds,
     "hop_seconds": settings.hop_seconds,

@@ -12,6 +12,9 @@ One record is one `tf.train.Example` (the proto TFDS writes for a `FeaturesDict`
 | `fold`       | int64      | ESC-50 fold (1-based), 0 when the corpus has no folds                    |
 | `duration_s` | float      | duration of the whole source file in seconds                             |
 | `start_s`    | float      | start of this window in the source file (0 for whole clips)              |
+| `labels`     | int64 (n)  | every class id present (multi-label packs; `[label]` or `[]` otherwise)  |
+
+Packs written before `labels` existed lack it; `parse_example` then gives `[label]` (or `[]` for `-1`).
 
 `audio` is what `tfds.features.Tensor(shape=(None,), dtype=np.int16, encoding=Encoding.BYTES)` writes: with a
 single unknown dimension TFDS stores only `ndarray.tobytes()` and recovers the length from the byte count.
@@ -30,7 +33,7 @@ import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 # Keys of the decoded dict, in the order `parse_example` returns them.
-FEATURE_KEYS = ("audio", "label", "label_name", "path", "split", "fold", "duration_s", "start_s")
+FEATURE_KEYS = ("audio", "label", "label_name", "path", "split", "fold", "duration_s", "start_s", "labels")
 INT_KEYS = ("label", "fold")
 FLOAT_KEYS = ("duration_s", "start_s")
 TEXT_KEYS = ("label_name", "path", "split")
@@ -105,7 +108,7 @@ def parse_example(raw: bytes) -> dict[str, Any]:
 
   Returns:
     `{"audio": int16 (num_samples,) read-only array, "label": int, "label_name": str, "path": str,
-    "split": str, "fold": int, "duration_s": float, "start_s": float}`.
+    "split": str, "fold": int, "duration_s": float, "start_s": float, "labels": tuple of ints}`.
   """
   msg = Example.FromString(raw)
   feat = msg.features.feature
@@ -117,6 +120,10 @@ def parse_example(raw: bytes) -> dict[str, Any]:
     out[key] = _text(feat[key].bytes_list.value[0])
   for key in FLOAT_KEYS:
     out[key] = float(feat[key].float_list.value[0])
+  if "labels" in feat:
+    out["labels"] = tuple(int(v) for v in feat["labels"].int64_list.value)
+  else:  # a pack written before label sets
+    out["labels"] = (out["label"],) if out["label"] >= 0 else ()
   return {key: out[key] for key in FEATURE_KEYS}
 
 
@@ -127,9 +134,10 @@ def serialize_example(d: dict[str, Any]) -> bytes:
   can compare records byte for byte and re-runs give identical shards.
 
   Args:
-    d: a dict with every key of `FEATURE_KEYS`; `audio` is an int16 `(num_samples,)` array.
+    d: a dict with every key of `FEATURE_KEYS` (`labels` may be left out: `[label]`, or `[]` for -1); `audio`
+      is an int16 `(num_samples,)` array.
   """
-  missing = set(FEATURE_KEYS) - set(d)
+  missing = set(FEATURE_KEYS) - {"labels"} - set(d)
   if missing:
     raise KeyError(f"record is missing {sorted(missing)}")
   audio = np.asarray(d["audio"])
@@ -145,4 +153,8 @@ def serialize_example(d: dict[str, Any]) -> bytes:
     feat[key].bytes_list.value.append(value if isinstance(value, bytes) else str(value).encode("utf-8"))
   for key in FLOAT_KEYS:
     feat[key].float_list.value.append(float(d[key]))
+  labels = feat["labels"].int64_list
+  labels.SetInParent()  # an empty set is still written (TFDS writes an empty Int64List)
+  default = (int(d["label"]),) if int(d["label"]) >= 0 else ()
+  labels.value.extend(int(v) for v in d.get("labels", default))
   return msg.SerializeToString(deterministic=True)

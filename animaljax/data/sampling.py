@@ -102,3 +102,26 @@ def balanced_weights(labels: np.ndarray) -> np.ndarray:
   _, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
   weights = 1.0 / counts[inverse]
   return weights / weights.sum()
+
+
+def split_label_sets(source) -> list[tuple[int, ...]]:
+  """The `labels` set of every record of a source (multi-label packs), by parsing each record once."""
+  return [records.parse_example(source[i])["labels"] for i in range(len(source))]
+
+
+def balanced_multilabel_weights(label_sets: list[tuple[int, ...]], num_classes: int) -> np.ndarray:
+  """(n,) probabilities of PANNs' balanced sampler for multi-label data: draw a class uniformly, then a clip
+  that contains it uniformly. A clip's probability is the sum over its classes `c` of `1 / (K * count(c))`.
+  Clips with no class (negatives, background windows) count as one more class of their own, so they keep the
+  share of one class instead of vanishing. `K` is the number of classes present (plus that one).
+  """
+  n = len(label_sets)
+  counts = np.zeros(num_classes + 1)
+  for labels in label_sets:
+    for c in labels or (num_classes,):
+      counts[c] += 1
+  present = int((counts > 0).sum())
+  weights = np.zeros(n)
+  for i, labels in enumerate(label_sets):
+    weights[i] = sum(1.0 / (present * counts[c]) for c in labels or (num_classes,))
+  return weights / weights.sum()

@@ -260,6 +260,8 @@ class PackedDataset:
     self.sample_rate: int = int(self.summary["sample_rate"])
     self.class_names: tuple[str, ...] = tuple(self.summary["class_names"])
     self.splits: dict[str, dict[str, Any]] = self.summary["splits"]
+    # Records carry label sets to learn as multi-hot targets (packs written before the option: single-label).
+    self.multi_label: bool = bool(self.summary.get("multi_label", False))
 
   def split_names(self, split: str) -> list[str]:
     """`"fold1+fold2"` -> `["fold1", "fold2"]`, checking each name exists."""

@@ -33,6 +33,7 @@ def features():
       "fold": f.Scalar(dtype=np.int64, doc="ESC-50 fold, 0 if none"),
       "duration_s": f.Scalar(dtype=np.float32, doc="duration of the whole source file"),
       "start_s": f.Scalar(dtype=np.float32, doc="window start in the source file"),
+      "labels": f.Tensor(shape=(None,), dtype=np.int64, doc="every class id present (multi-label)"),
     }
   )
 
@@ -119,12 +120,19 @@ def _progress_bar_shown() -> bool:
   return bool(getattr(tqdm_utils, "_active", True))
 
 
-def record_dict(audio: np.ndarray, example, start_s: float, duration_s: float) -> dict[str, Any]:
-  """The feature dict of one window of `example` (a `sources.base.Example`)."""
+def record_dict(
+  audio: np.ndarray, example, start_s: float, duration_s: float, labels: tuple[int, ...] | None = None,
+  label_name: str | None = None,
+) -> dict[str, Any]:
+  """The feature dict of one window of `example` (a `sources.base.Example`); `labels` (default
+  `example.label_set()`) and `label_name` (default `example.label_name`) for a window of an annotated file."""
+  labels = example.label_set() if labels is None else tuple(labels)
+  label = example.label if not (example.labels or example.events) else (labels[0] if labels else -1)
   return {
     "audio": audio,
-    "label": np.int64(example.label),
-    "label_name": example.label_name,
+    "labels": np.asarray(labels, np.int64),
+    "label": np.int64(label),
+    "label_name": example.label_name if label_name is None else label_name,
     "path": example.path,
     "split": example.split,
     "fold": np.int64(example.fold),

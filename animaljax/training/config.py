@@ -22,6 +22,8 @@ from animaljax.training import typed
 
 TRAINERS = ("supervised", "simclr", "protonet")
 SUPERVISED_METRICS = ("accuracy", "macro_f1", "weighted_f1", "mAP", "loss")
+# On a multi-label pack (independent classes): what `metrics.multilabel_report` computes.
+MULTILABEL_METRICS = ("mAP", "cmAP_padded", "micro_AP", "roc_auc", "lwlrap", "f1", "macro_f1", "loss")
 SIMCLR_METRICS = ("probe_accuracy", "probe_train_accuracy")  # with the linear probe on
 
 
@@ -52,6 +54,7 @@ class DataConfig:
   synthetic_classes: int = 6  # synthetic source only
   synthetic_clips_per_class: tuple[int, ...] = (48, 8, 8)  # synthetic: (train, validation, test) per class
   synthetic_clip_seconds: float = 2.0
+  synthetic_multi_label: bool = False  # synthetic: annotated 3-clip recordings with 0-3 calls each (multi-label)
   worker_count: int = 0  # grain worker processes
 
 
@@ -115,7 +118,7 @@ class TrainConfig:
 class EvalConfig:
   every_steps: int = 200
   metric: str = (
-    "accuracy"  # picks the best checkpoint; supervised: accuracy | macro_f1 | weighted_f1 | mAP | loss
+    "accuracy"  # picks the best state; supervised: accuracy | macro_f1 | weighted_f1 | mAP | loss (multi-label: mAP | lwlrap | ...)
   )
   batch_size: int = 32
   early_stopping_patience: int = 0  # stop after this many evaluations without a better eval.metric; 0 = off
@@ -315,7 +318,8 @@ def validate(c: RunConfig) -> None:
     if _get(c, key) not in valid:
       raise ValueError(f"unknown {key} {_get(c, key)!r}; valid: {', '.join(v or repr(v) for v in valid)}")
   probe_on = bool(c.probe.train_split and c.probe.eval_split)
-  metrics = {"supervised": SUPERVISED_METRICS, "simclr": SIMCLR_METRICS if probe_on else None}.get(c.trainer)
+  supervised = tuple(dict.fromkeys(SUPERVISED_METRICS + MULTILABEL_METRICS))
+  metrics = {"supervised": supervised, "simclr": SIMCLR_METRICS if probe_on else None}.get(c.trainer)
   if metrics is not None and c.eval.metric not in metrics:
     raise ValueError(
       f"unknown eval.metric {c.eval.metric!r} for trainer {c.trainer}; valid: {', '.join(metrics)}"

@@ -40,7 +40,8 @@ def _source_kwargs(c: RunConfig) -> dict:
   return source_kwargs(
     d.source, root=d.root, category=d.category, seed=c.train.seed, folds=folds, group_by=d.group_by or None,
     synthetic_classes=d.synthetic_classes, synthetic_clips_per_class=d.synthetic_clips_per_class,
-    synthetic_clip_seconds=d.synthetic_clip_seconds, names=CONFIG_NAMES,
+    synthetic_clip_seconds=d.synthetic_clip_seconds, synthetic_multi_label=d.synthetic_multi_label,
+    names=CONFIG_NAMES,
   )  # fmt: skip
 
 

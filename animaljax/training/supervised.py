@@ -10,6 +10,7 @@ mAP, per-class precision/recall/F1), `confusion_matrix.csv`/`.png`, `per_class.p
 from __future__ import annotations
 
 import csv
+import json
 import pathlib
 import sys
 
@@ -20,12 +21,14 @@ import optax
 
 from animaljax import losses, metrics
 from animaljax.augment import mixup, random_noise_mix, sample_mixup
+from animaljax.data import atomic
 from animaljax.data.loader import PackedDataset, make_loader
 from animaljax.models.classifier import make_model
 from animaljax.training import config as config_lib
 from animaljax.training import loop, setup
 from animaljax.training import workdir as run_dir
 from animaljax.training.config import model_config
+from animaljax.metrics import plots
 from animaljax.training.report import write_charts, write_metrics
 from animaljax.training.state import TrainState, ema_params
 
@@ -82,6 +85,22 @@ def clip_scores(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray,
   return labels, np.log(np.maximum(pooled, 1e-30)), float(clip_loss.mean())
 
 
+def clip_scores_multilabel(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
+  """Window outputs of a multi-label model -> `(targets (clips, classes), probs (clips, classes), loss)` per clip:
+  the max over a clip's windows of the independent sigmoid probabilities (`audio.windows.window_pool`), as
+  `predict` pools a file's windows. Clips come out in `index` order."""
+  index = np.asarray(outputs["index"])
+  clips, inverse = np.unique(index, return_inverse=True)
+  counts = np.bincount(inverse, minlength=len(clips)).astype(np.float64)
+  probs = 1.0 / (1.0 + np.exp(-np.asarray(outputs["logits"], np.float64)))
+  pooled = np.zeros((len(clips), probs.shape[1]))
+  np.maximum.at(pooled, inverse, probs)
+  targets = np.zeros((len(clips), probs.shape[1]))
+  targets[inverse] = outputs["targets"]
+  clip_loss = np.bincount(inverse, weights=np.asarray(outputs["loss"], np.float64)) / counts
+  return targets, pooled, float(clip_loss.mean())
+
+
 def make_steps(
   c: config_lib.RunConfig,
   model,
@@ -90,24 +109,37 @@ def make_steps(
   num_classes: int,
   class_weights: np.ndarray | None,
   noise_bank=None,
+  multi_label: bool = False,
 ):
-  """The pure train and eval steps for `loop.Task`; `noise_bank` (n, samples) feeds `train_inputs`."""
+  """The pure train and eval steps for `loop.Task`; `noise_bank` (n, samples) feeds `train_inputs`.
+
+  `multi_label`: batches carry multi-hot `targets` (a multi-label pack); the loss is the sigmoid BCE or focal
+  loss, label smoothing pulls each class towards 1/2, mixup mixes the multi-hot targets, and class weights
+  scale each class's positive term (`losses.sigmoid_binary_cross_entropy(pos_weight=)`) instead of examples.
+  """
   t = c.train
-  loss_of = losses.loss_fn(t.loss, focal_gamma=t.focal_gamma)
+  loss_of = losses.loss_fn(t.loss, focal_gamma=t.focal_gamma, multi_label=multi_label)
   weights = None if class_weights is None else jnp.asarray(class_weights)
+  if multi_label and weights is not None:
+    if t.loss != "bce":
+      raise ValueError("train.class_weights=balanced on a multi-label pack needs train.loss=bce (positive weights)")
+    pos_weight = weights
+    loss_of = lambda logits, targets: losses.sigmoid_binary_cross_entropy(logits, targets, pos_weight)  # noqa: E731
+    weights = None
 
   def train_step(state: TrainState, batch: dict) -> tuple[TrainState, dict]:
     rng = jax.random.fold_in(state.rng, state.step)
     k_drop, k_aug, k_mix = jax.random.split(rng, 3)
     batch_size = batch["audio"].shape[0]
     lam, perm = sample_mixup(k_mix, batch_size, t.mixup_alpha)
-    targets = losses.one_hot(batch["label"], num_classes)
+    targets = batch["targets"] if multi_label else losses.one_hot(batch["label"], num_classes)
+    present = targets
     # Weights use the unmixed, unsmoothed targets' classes, mixed like the targets themselves.
     example_w = losses.example_weights(targets, weights)
     example_w = mixup(example_w[:, None], lam, perm)[:, 0] if t.mixup_alpha > 0 else example_w
     mask = batch["mask"].astype(jnp.float32)
     mask = jnp.minimum(mask, mask[perm]) if t.mixup_alpha > 0 else mask  # never mix with a padding row
-    targets = losses.smooth_labels(targets, t.label_smoothing)
+    targets = losses.smooth_labels(targets, t.label_smoothing, multi_label=multi_label)
     if t.mixup_alpha > 0:
       targets = mixup(targets, lam, perm)
 
@@ -131,7 +163,10 @@ def make_steps(
       return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-    accuracy = losses.masked_mean((logits.argmax(-1) == batch["label"]).astype(jnp.float32), mask)
+    # Single-label: top-1 accuracy. Multi-label: how often the top class is one of the clip's (rows with a class).
+    top_hit = jnp.take_along_axis(present, logits.argmax(-1)[:, None], axis=-1)[:, 0]
+    hit_rows = mask * (present.sum(-1) > 0) if multi_label else mask
+    accuracy = losses.masked_mean(top_hit.astype(jnp.float32), hit_rows)
     new_state = state.apply_gradients(grads, batch_stats, tx)
     grad_norm = optax.global_norm(grads)
     return new_state, {"loss": loss, "accuracy": accuracy, "grad_norm": grad_norm, "lr": lr_fn(state.step)}
@@ -139,10 +174,10 @@ def make_steps(
   def eval_step(state: TrainState, batch: dict) -> dict:
     variables = {"params": state.params, "batch_stats": state.batch_stats}
     logits, _ = model.apply(variables, batch["audio"], train=False)
-    targets = losses.one_hot(batch["label"], num_classes)
+    targets = batch["targets"] if multi_label else losses.one_hot(batch["label"], num_classes)
     return {
       "logits": logits,
-      "label": batch["label"],
+      **({"targets": targets} if multi_label else {"label": batch["label"]}),
       "loss": loss_of(logits, targets),
       "mask": batch["mask"],
       "index": batch["index"],  # the window's clip: `clip_scores` pools a clip's windows as predict does
@@ -154,8 +189,19 @@ def make_steps(
 # ----------------------------------------------------------------------------------------------------------------
 # Reports
 # ----------------------------------------------------------------------------------------------------------------
-def write_report(workdir: pathlib.Path, step: int, report: dict, class_names: tuple[str, ...]) -> None:
-  """`metrics.json` (latest evaluation), `confusion_matrix.csv`, the PNG charts and a line of `eval_log.jsonl`."""
+THRESHOLDS_JSON = "thresholds.json"  # in best/: a multi-label model's per-class thresholds, chosen on validation
+
+
+def write_report(
+  workdir: pathlib.Path, step: int, report: dict, class_names: tuple[str, ...], scores: dict | None = None
+) -> None:
+  """`metrics.json` (latest evaluation), `confusion_matrix.csv`, the PNG charts and a line of `eval_log.jsonl`;
+  for a multi-label model `per_class_ap.png`, `pr_curves.png` and, when this step is the best state,
+  `best/thresholds.json` (the per-class thresholds every later `predict` uses by default); `scores` then holds
+  the evaluation's per-clip `targets` and `probs` for the PR curves."""
+  if "thresholds" in report:
+    _write_multilabel_report(workdir, step, report, class_names, scores or {})
+    return
   write_metrics(workdir, step, report, log_skip=("per_class", "confusion_matrix"))
   with open(workdir / "confusion_matrix.csv", "w", newline="") as f:
     writer = csv.writer(f)
@@ -163,6 +209,20 @@ def write_report(workdir: pathlib.Path, step: int, report: dict, class_names: tu
     for name, row in zip(class_names, report["confusion_matrix"], strict=True):
       writer.writerow([name, *row])
   write_charts(workdir, step, report)
+
+
+def _write_multilabel_report(workdir: pathlib.Path, step: int, report: dict, class_names, scores: dict) -> None:
+  targets, probs = scores["targets"], scores["probs"]
+  write_metrics(workdir, step, report, log_skip=("per_class", "thresholds"))
+  head = f"step {step}: mAP {report['mAP'] or 0:.3f}"
+  for name, png in plots.multilabel_charts(report, targets, probs, class_names, head).items():
+    atomic.write_bytes(workdir / name, png)
+  best = workdir / "best" / "best.json"
+  if best.is_file() and json.loads(best.read_text())["step"] == step:  # the loop saved this state as best
+    atomic.write_text(
+      workdir / "best" / THRESHOLDS_JSON,
+      json.dumps({"step": step, "labels": list(class_names), "thresholds": report["thresholds"]}, indent=2) + "\n",
+    )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -196,6 +256,17 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
   )  # fmt: skip
   class_names = train_loader.class_names
   num_classes = len(class_names)
+  multi_label = data.multi_label
+  if multi_label and c.eval.metric not in config_lib.MULTILABEL_METRICS:
+    raise ValueError(
+      f"{d.dir} is a multi-label pack: eval.metric={c.eval.metric!r} is not computed for it; use one of "
+      f"{', '.join(config_lib.MULTILABEL_METRICS)} (mAP is the usual choice)"
+    )
+  if not multi_label and c.eval.metric not in config_lib.SUPERVISED_METRICS:
+    raise ValueError(
+      f"eval.metric={c.eval.metric!r} is a multi-label metric and {d.dir} is single-label; use one of "
+      f"{', '.join(config_lib.SUPERVISED_METRICS)}"
+    )
   eval_global = setup.eval_global_batch(c)
   data.num_examples(d.eval_split)  # a clear error now for an unknown split, not after the first steps
 
@@ -222,7 +293,7 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
         "pack the corpus with a Noise/ folder of background recordings, or set train.noise_p=0"
       )
     bank = jnp.asarray(bank)
-  train_step, eval_step = make_steps(c, model, tx, lr_fn, num_classes, class_weights, bank)
+  train_step, eval_step = make_steps(c, model, tx, lr_fn, num_classes, class_weights, bank, multi_label)
 
   def init_state() -> TrainState:
     k_params, k_state = jax.random.split(jax.random.PRNGKey(t.seed))
@@ -255,20 +326,33 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
       rng=k_state,
     )
 
+  latest: dict[str, np.ndarray] = {}  # the last multi-label evaluation's per-clip scores, for its charts
+
   def summarize(outputs: dict[str, np.ndarray]) -> dict:
+    if multi_label:
+      targets, probs, loss = clip_scores_multilabel(outputs)
+      # Thresholds of maximum F1 on this (validation) split: the F1 reported here is therefore optimistic; the
+      # threshold-free mAP picks the best state, and `evaluate` scores other splits at these thresholds.
+      thresholds = metrics.choose_thresholds(targets, probs)
+      latest.update(targets=targets, probs=probs)
+      report = metrics.multilabel_report(targets, probs, class_names, thresholds=thresholds)
+      report = {k: (float("nan") if v is None and k != "d_prime" else v) for k, v in report.items()}
+      return {"loss": loss, "num_windows": int(len(outputs["index"])), **report,
+              "thresholds": [float(t) if np.isfinite(t) else None for t in thresholds]}  # fmt: skip
     labels, scores, loss = clip_scores(outputs)
     report = metrics.classification_report(labels, scores, class_names)
     return {"loss": loss, "num_windows": int(len(outputs["index"])), **report}
 
   task = loop.Task(
-    eval_device_keys=("audio", "label", "mask", "index"),
+    eval_device_keys=("audio", "targets" if multi_label else "label", "mask", "index"),
+    device_keys=("audio", "targets" if multi_label else "label", "mask"),
     init_state=init_state,
     train_step=train_step,
     eval_step=eval_step,
     summarize=summarize,
     train_batches=train_loader,
     eval_batches=eval_batches,
-    on_eval=lambda step, report: write_report(workdir, step, report, class_names),
+    on_eval=lambda step, report: write_report(workdir, step, report, class_names, latest),
     on_start=started,
     # With train.ema_decay, the parameter average is what is evaluated, kept as best and so exported.
     eval_state=(lambda s: s.replace(params=ema_params(s.opt_state))) if t.ema_decay > 0 else None,

@@ -38,6 +38,7 @@ def _assert_same(parsed: dict, d: dict) -> None:
     assert type(parsed[key]) is type(d[key]), key
   for key in ("duration_s", "start_s"):  # stored as float32
     assert parsed[key] == float(np.float32(d[key])), key
+  assert parsed["labels"] == tuple(d.get("labels", (d["label"],) if d["label"] >= 0 else ()))
 
 
 @pytest.mark.parametrize(
@@ -47,6 +48,8 @@ def _assert_same(parsed: dict, d: dict) -> None:
     {"label": -1, "label_name": "", "split": "noise", "fold": 0},  # unlabelled
     {"audio": np.zeros(0, np.int16)},  # empty waveform stays empty, not missing
     {"audio": np.arange(-5, 5, dtype=np.int16), "start_s": 0.0},
+    {"label": 2, "labels": (2, 5, 9), "label_name": "a;b;c"},  # multi-label
+    {"label": -1, "labels": (), "label_name": ""},  # a negative window of a multi-label pack
   ],
 )
 def test_round_trip(overrides):
@@ -77,10 +80,13 @@ def test_matches_tfds_serialization():
 
   features = tfds_builder.features()
   serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
-  for seed, overrides in enumerate([{}, {"label": -1, "label_name": "", "split": "noise", "fold": 0}]):
+  cases = [{}, {"label": -1, "label_name": "", "split": "noise", "fold": 0}, {"label": 1, "labels": (1, 4)},
+           {"label": -1, "labels": ()}]  # fmt: skip
+  for seed, overrides in enumerate(cases):
     d = _record(n=4000 + seed, seed=seed, **overrides)
+    labels = d.get("labels")
     encoded = features.encode_example(
-      tfds_builder.record_dict(d["audio"], _Ex(d), d["start_s"], d["duration_s"])
+      tfds_builder.record_dict(d["audio"], _Ex(d), d["start_s"], d["duration_s"], labels=labels)
     )
     # What TFDS does on its own (feature map in upb's per-process hash order): parses to the same record.
     _assert_same(records.parse_example(serializer.serialize_example(encoded)), d)
@@ -98,6 +104,19 @@ class _Ex:
   def __init__(self, d):
     self.path, self.label, self.label_name = d["path"], d["label"], d["label_name"]
     self.split, self.fold = d["split"], d["fold"]
+    self.labels, self.events = tuple(d.get("labels", ())), ()
+
+  def label_set(self):
+    return self.labels or ((self.label,) if self.label >= 0 else ())
+
+
+def test_records_written_before_label_sets_parse_with_their_label():
+  """A pack written before `labels` existed: the set is derived from `label`."""
+  for label in (3, -1):
+    msg = records.Example.FromString(records.serialize_example(_record(label=label)))
+    del msg.features.feature["labels"]
+    parsed = records.parse_example(msg.SerializeToString())
+    assert parsed["labels"] == ((3,) if label == 3 else ())
 
 
 def test_tensorflow_parses_our_bytes():

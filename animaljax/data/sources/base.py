@@ -15,7 +15,9 @@ import numpy as np
 from animaljax.audio import io as audio_io
 from animaljax.data.sources.splits import SPLITS, Carve, check_split_ratios, stratified_split
 
-__all__ = ["SPLITS", "UNLABELLED", "Carve", "Example", "Source", "check_split_ratios", "stratified_split"]
+__all__ = [
+  "SPLITS", "UNLABELLED", "Carve", "Example", "Source", "check_split_ratios", "stratified_split", "window_labels",
+]  # fmt: skip
 
 # Label id of examples that carry no class (the `noise` split, unlabelled folders for SimCLR).
 UNLABELLED = -1
@@ -35,6 +37,10 @@ class Example:
       land in two carved splits (`animaljax.data.sources.splits`).
     carve: "" when the layout fixes `split`; else the name of the `Source.carves` entry that decides it (then
       `split` is provisional: the packer decides it again once it knows the exact duplicates).
+    labels: multi-label corpora: every class id present in the clip (sorted, unique); `label` is then the first
+      one (or `UNLABELLED` for a clip with none: a negative). Empty for single-label corpora (see `label_set`).
+    events: annotated recordings: `(begin_s, end_s, class id)` boxes in the file's time; the packer derives each
+      window's `labels` from them (`window_labels`, with the source's `min_overlap_seconds`).
   """
 
   path: str
@@ -44,6 +50,28 @@ class Example:
   fold: int = 0
   group: str = ""
   carve: str = ""
+  labels: tuple[int, ...] = ()
+  events: tuple[tuple[float, float, int], ...] = ()
+
+  def label_set(self) -> tuple[int, ...]:
+    """The clip's class ids: `labels` when given, else `(label,)`, or `()` for an unlabelled clip."""
+    if self.labels or self.events:
+      return tuple(self.labels) if self.labels else tuple(sorted({c for _, _, c in self.events}))
+    return (self.label,) if self.label >= 0 else ()
+
+
+def window_labels(
+  events: tuple[tuple[float, float, int], ...], start_s: float, end_s: float, min_overlap_s: float
+) -> tuple[int, ...]:
+  """The classes on in the window `[start_s, end_s)`: those with a box overlapping it by at least `min_overlap_s`
+  seconds, or by the whole box when the box is shorter than that (a short call inside the window counts).
+  A box touching the window only at an edge (zero overlap) never counts."""
+  on = set()
+  for begin, end, cls in events:
+    overlap = min(end, end_s) - max(begin, start_s)
+    if overlap > 0 and overlap >= min(min_overlap_s, end - begin) - 1e-9:
+      on.add(int(cls))
+  return tuple(sorted(on))
 
 
 class Source(abc.ABC):
@@ -64,6 +92,8 @@ class Source(abc.ABC):
 
   name: str = "source"
   class_names: tuple[str, ...] = ()
+  multi_label: bool = False  # records carry label sets (`Example.labels` / `events`); the pack says so
+  min_overlap_seconds: float = 0.0  # `window_labels`: overlap a box needs to switch a window's class on
   rejected: tuple[tuple[str, str], ...] = ()
   carves: dict[str, Carve] = {}  # never mutated: a source that carves sets its own
 

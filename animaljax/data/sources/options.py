@@ -118,6 +118,7 @@ def source_kwargs(
   synthetic_classes: int | None = None,
   synthetic_clips_per_class: Sequence[int] | None = None,
   synthetic_clip_seconds: float | None = None,
+  synthetic_multi_label: bool | None = None,
   names: Mapping[str, str] = FLAG_NAMES,
 ) -> dict[str, Any]:
   """The `make_source(source, **kwargs)` arguments of a command's or a config's source options.
@@ -133,8 +134,9 @@ def source_kwargs(
       splits. None or "": the source's default (folder: none; csv: its `group` column if any; esc50: the
       `src_file` column).
     folds: esc50 only: keep only these folds (None: all).
-    synthetic_classes, synthetic_clips_per_class, synthetic_clip_seconds: the generator's settings (None: its
-      default); ignored by the other sources.
+    synthetic_classes, synthetic_clips_per_class, synthetic_clip_seconds, synthetic_multi_label: the
+      generator's settings (None: its default; multi-label: annotated recordings, see `SyntheticSource`);
+      ignored by the other sources.
     names: how the caller spells each option in error messages: `FLAG_NAMES` (pack) or `CONFIG_NAMES` (train).
   Returns:
     The keyword arguments, only those the source takes (so `SOURCES[source](**kwargs)` binds).
@@ -189,4 +191,6 @@ def source_kwargs(
       kwargs["clips_per_class"] = tuple(int(k) for k in synthetic_clips_per_class)
     if synthetic_clip_seconds is not None:
       kwargs["clip_seconds"] = float(synthetic_clip_seconds)
+    if synthetic_multi_label:
+      kwargs["multi_label"] = True
   return kwargs

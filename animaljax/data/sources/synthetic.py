@@ -154,6 +154,13 @@ def synthesize(
 
   `kind` is a class in `CLASS_KINDS` (a call over background noise) or a `NOISE_KINDS` entry (background only).
   """
+  return _synthesize(kind, index, split, seed=seed, sample_rate=sample_rate, clip_seconds=clip_seconds)[0]
+
+
+def _synthesize(
+  kind: str, index: int, split: str, *, seed: int, sample_rate: int, clip_seconds: float
+) -> tuple[np.ndarray, tuple[float, float]]:
+  """`synthesize` plus the call's `(onset, length)` in seconds (`(0, 0)` for background only)."""
   sr = int(sample_rate)
   n = int(round(clip_seconds * sr))
   if n <= 0:
@@ -161,6 +168,7 @@ def synthesize(
   p = np.random.default_rng(_key(seed, kind, split, index))  # call parameters: independent of sample rate
   noise = np.random.default_rng(_key(seed, kind, split, index, sr))  # noise samples
   x = _background(kind, p, noise, n, sr)
+  event = (0.0, 0.0)
   if kind not in NOISE_KINDS:
     length = clip_seconds * p.uniform(0.35, 0.6)
     onset = p.uniform(0.0, clip_seconds * 0.97 - length)
@@ -173,10 +181,36 @@ def synthesize(
     power = np.mean(call[inside] ** 2) + 1e-12
     snr_db = p.uniform(0.0, 20.0)
     x = x + call * np.sqrt(np.mean(x[inside] ** 2) * 10 ** (snr_db / 10) / power)
+    event = (float(onset), float(length))
   # Random loudness set by RMS, not peak: peak-normalising would tie RMS to each class's crest factor (clicks
   # are ~15 dB peakier than tones) and make loudness a class cue. The cap rarely binds (crest > 25 dB).
   x = x * (10 ** (p.uniform(-50.0, -25.0) / 20) / (np.sqrt(np.mean(x**2)) + 1e-12))
-  return (x * min(1.0, 0.9 / (np.abs(x).max() + 1e-12))).astype(np.float32)
+  return (x * min(1.0, 0.9 / (np.abs(x).max() + 1e-12))).astype(np.float32), event
+
+
+def mixed_recording(
+  index: int, split: str, *, seed: int, sample_rate: int, clip_seconds: float, kinds: tuple[str, ...],
+  windows: int = 3, max_calls: int = 3,
+) -> tuple[np.ndarray, tuple[tuple[float, float, int], ...]]:
+  """A multi-label recording `windows * clip_seconds` long: 0..`max_calls` calls of random `kinds` (several may
+  overlap) at random times over background noise. Returns `(float32 wave, events)`, each event the exact
+  `(begin_s, end_s, kind index)` of a call, as a Raven box would give it. A pure function of its arguments."""
+  sr = int(sample_rate)
+  total = windows * clip_seconds
+  p = np.random.default_rng(_key(seed, "mix", split, index))
+  x = synthesize(NOISE_KINDS[index % len(NOISE_KINDS)], index, f"mix-{split}", seed=seed, sample_rate=sr,
+                 clip_seconds=total).astype(np.float64)  # fmt: skip
+  events = []
+  for k in range(int(p.integers(0, max_calls + 1))):
+    which = int(p.integers(len(kinds)))
+    clip, (onset, length) = _synthesize(kinds[which], index * 16 + k, f"mix-{split}", seed=seed,
+                                        sample_rate=sr, clip_seconds=clip_seconds)  # fmt: skip
+    offset = float(p.uniform(0.0, total - clip_seconds))
+    start = round(offset * sr)
+    x[start : start + clip.shape[0]] += clip
+    events.append((offset + onset, offset + onset + length, which))
+  x *= min(1.0, 0.9 / (np.abs(x).max() + 1e-12))
+  return x.astype(np.float32), tuple(sorted(events))
 
 
 class SyntheticSource(Source):
@@ -188,6 +222,10 @@ class SyntheticSource(Source):
     clip_seconds: clip length.
     seed: changes every clip.
     noise_clips: clips in the "noise" split (alternating wind and rain), unlabelled.
+    multi_label: instead of one call per clip, `clips_per_class[i] * num_classes` recordings per split of
+      `recording_windows * clip_seconds`, each with 0-3 calls of random classes at random times, listed with
+      their exact boxes (`Example.events`): an annotated corpus (pack it with `clip_mode="window"`).
+    recording_windows: multi-label recordings' length in clips.
   """
 
   name = "synthetic"
@@ -200,6 +238,8 @@ class SyntheticSource(Source):
     clip_seconds: float = 2.0,
     seed: int = 0,
     noise_clips: int = 8,
+    multi_label: bool = False,
+    recording_windows: int = 3,
   ):
     if not 1 <= num_classes <= len(CLASS_KINDS):
       raise ValueError(f"num_classes must be in 1..{len(CLASS_KINDS)}, got {num_classes}")
@@ -210,8 +250,33 @@ class SyntheticSource(Source):
     self.clip_seconds = float(clip_seconds)
     self.seed = int(seed)
     self.noise_clips = int(noise_clips)
+    self.multi_label = bool(multi_label)
+    self.recording_windows = int(recording_windows)
+    self.min_overlap_seconds = 0.1 * self.clip_seconds if self.multi_label else 0.0
+
+  def split_settings(self) -> dict:
+    return {"multi_label": True, "min_overlap_seconds": self.min_overlap_seconds} if self.multi_label else {}
+
+  def _recording(self, split: str, index: int):
+    return mixed_recording(index, split, seed=self.seed, sample_rate=8000, clip_seconds=self.clip_seconds,
+                           kinds=self.class_names, windows=self.recording_windows)  # fmt: skip
 
   def examples(self) -> list[Example]:
+    if self.multi_label:
+      out = []
+      for split, count in zip(SPLITS, self.clips_per_class, strict=True):
+        for i in range(count * len(self.class_names)):
+          # The boxes are rate-independent (only the noise samples depend on the rate): listed from 8 kHz.
+          events = self._recording(split, i)[1]
+          names = ";".join(self.class_names[c] for c in sorted({c for _, _, c in events}))
+          labels = tuple(sorted({c for _, _, c in events}))
+          out.append(Example(f"synthetic://{split}/mix/{i:05d}", labels[0] if labels else UNLABELLED, names,
+                             split, labels=labels, events=events))  # fmt: skip
+      out += [
+        Example(f"synthetic://noise/{NOISE_KINDS[i % len(NOISE_KINDS)]}/{i:05d}", UNLABELLED, "", "noise")
+        for i in range(self.noise_clips)
+      ]
+      return sorted(out, key=lambda e: (e.split, e.path))
     out = [
       Example(f"synthetic://{split}/{kind}/{i:05d}", label, kind, split)
       for split, count in zip(SPLITS, self.clips_per_class, strict=True)
@@ -227,11 +292,16 @@ class SyntheticSource(Source):
   def load(self, example: Example, sample_rate: int, **validation) -> np.ndarray:
     """Generates the clip; honours `dtype` and `max_seconds` like `load_audio` (others do not apply)."""
     match = _PATH.fullmatch(example.path)
-    if not match or match[2] not in CLASS_KINDS + NOISE_KINDS:
+    if not match or match[2] not in CLASS_KINDS + NOISE_KINDS + ("mix",):
       raise AudioError(example.path, "not a synthetic clip id (synthetic://<split>/<kind>/<index>)")
     max_seconds = validation.get("max_seconds")
     if max_seconds is not None and self.clip_seconds > max_seconds:
       raise AudioError(example.path, f"too long: {self.clip_seconds:.1f} s > max {max_seconds:g} s")
+    if match[2] == "mix":
+      x = mixed_recording(int(match[3]), match[1], seed=self.seed, sample_rate=sample_rate,
+                          clip_seconds=self.clip_seconds, kinds=self.class_names,
+                          windows=self.recording_windows)[0]  # fmt: skip
+      return to_int16(x) if validation.get("dtype") == "int16" else x
     x = synthesize(
       match[2],
       int(match[3]),
