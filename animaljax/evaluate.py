@@ -13,15 +13,22 @@ Prints accuracy, macro F1, the number of clips and the worst classes. --out DIR 
 per_class.csv, predictions.csv (file,true,predicted,score), confusion_matrix.png and per_class.png, each
 replaced whole or not at all. Exit status: 0, or 2 with one `error: ...` line for a bad model, data, split or
 option. The work is `animaljax.inference.evaluate`.
+
+A multi-label model (trained on a multi-label pack) is scored on a split of a multi-label pack with mAP, padded
+cmAP, micro AP, ROC-AUC, d', lwlrap and precision / recall / F1 at its stored per-class thresholds (--threshold:
+one for all), its windows max-pooled as predict pools them; --out gets metrics.json, per_class.csv,
+predictions.csv, per_class_ap.png and pr_curves.png. --raven DIR also scores its detections event by event
+against the Raven selection tables of the recordings under DIR (`animaljax.inference.evaluate_multilabel`).
 """
 
 from __future__ import annotations
 
 import argparse
+import pathlib
 import sys
 
 from animaljax import cli
-from animaljax.inference import evaluate, files, outputs
+from animaljax.inference import evaluate, evaluate_multilabel, files, outputs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -32,14 +39,24 @@ def _parser() -> argparse.ArgumentParser:
   data = parser.add_mutually_exclusive_group(required=True)
   data.add_argument("--data", help="a packed dataset folder (python -m animaljax.pack --out ...)")
   data.add_argument("--files", help="a class-per-folder tree: FOLDER/<class>/*.wav")
+  data.add_argument("--raven", help="multi-label models: recordings with Raven selection tables, scored by event")
   parser.add_argument("--split", help="with --data: the split to score (test, validation, fold5, ...)")
   parser.add_argument("--out", help="write metrics.json, the CSVs and the charts into this folder")
   parser.add_argument(
     "--hop", type=cli.positive_float, help="seconds between window starts (default: the window)"
   )
   parser.add_argument(
-    "--pool", choices=outputs.POOLS, default="mean", help="a clip's score: mean or max over its windows"
-  )
+    "--pool", choices=outputs.POOLS, default=None,
+    help="a clip's score: mean or max over its windows (default: the model's own: mean, max for multi-label)",
+  )  # fmt: skip
+  parser.add_argument(
+    "--threshold", type=cli.probability, default=None,
+    help="multi-label: one detection threshold for every class (default: the model's per-class thresholds)",
+  )  # fmt: skip
+  parser.add_argument(
+    "--min-overlap", type=cli.positive_float, default=0.5,
+    help="--raven: seconds a detection and a reference box must overlap to match (or the shorter one whole)",
+  )  # fmt: skip
   parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="windows per forward pass")
   parser.add_argument(
     "--max-seconds", type=cli.positive_float, default=7200.0, help="longest file read (whole)"
@@ -56,8 +73,12 @@ def run(args: argparse.Namespace) -> int:
     raise cli.UserError("--split goes with --data; --files scores the whole folder")
   if args.out is not None:
     evaluate.check_out_dir(args.out)  # before the model runs, not after
-  kwargs = {"pool": args.pool, "hop": args.hop, "batch_size": args.batch_size, "quiet": args.quiet}
   predictor = files.load_model(args.model, args.hop)
+  if predictor.multi_label:
+    return _run_multilabel(args, predictor)
+  if args.raven is not None or args.threshold is not None:
+    raise cli.UserError(f"--raven and --threshold apply to multi-label models; {args.model} is single-label")
+  kwargs = {"pool": args.pool or "mean", "hop": args.hop, "batch_size": args.batch_size, "quiet": args.quiet}
   if args.data is not None:
     result = evaluate.evaluate_split(predictor, args.data, args.split, **kwargs)
   else:
@@ -67,6 +88,39 @@ def run(args: argparse.Namespace) -> int:
   print("\n".join(evaluate.summary_lines(result)))
   if args.out is not None:
     print(f"wrote {evaluate.METRICS_JSON}, the CSVs and the charts to {args.out}")
+  return 0
+
+
+def _run_multilabel(args: argparse.Namespace, predictor) -> int:
+  ml = evaluate_multilabel
+  if args.files is not None:
+    raise cli.UserError("a multi-label model is scored on a multi-label pack (--data) or Raven tables (--raven)")
+  if args.raven is not None:
+    from animaljax.data.sources.raven import read_annotated_recordings  # noqa: PLC0415
+
+    recordings = read_annotated_recordings(args.raven)
+    result = ml.evaluate_events(
+      predictor, recordings, hop=args.hop, threshold=args.threshold, min_overlap_s=args.min_overlap,
+      batch_size=args.batch_size, max_seconds=args.max_seconds, quiet=args.quiet,
+    )  # fmt: skip
+    result.update(model=str(predictor.path), data=str(args.raven))
+    if args.out is not None:
+      evaluate.check_out_dir(args.out)
+      import json  # noqa: PLC0415
+
+      from animaljax.data import atomic  # noqa: PLC0415
+
+      atomic.write_text(pathlib.Path(args.out) / "events.json", json.dumps(result, indent=2) + "\n")
+  else:
+    result = ml.evaluate_split_multilabel(
+      predictor, args.data, args.split, pool=args.pool or "max", hop=args.hop, batch_size=args.batch_size,
+      threshold=args.threshold, quiet=args.quiet,
+    )  # fmt: skip
+    if args.out is not None:
+      ml.write_outputs_multilabel(result, args.out)
+  print("\n".join(ml.summary_lines_multilabel(result)))
+  if args.out is not None:
+    print(f"wrote the metrics, CSVs and charts to {args.out}")
   return 0
 
 

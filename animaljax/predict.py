@@ -7,7 +7,10 @@
 searched recursively for audio files (AUDIO_EXTENSIONS). Every file is read at the model's rate, cut into
 windows of the model's clip length every --hop seconds (default: one window, no overlap; the last window is
 aligned to the file's end) and each window is ranked; the file's summary ranks the mean (or, --pool max, the
-maximum) of its windows' probabilities. Enrolled species of the model are ranked with its classes, and
+maximum) of its windows' probabilities. A multi-label model scores every class independently (sigmoid), pools
+a file's windows by their maximum, and marks each class "detected" where its score reaches its threshold
+(--threshold, default the per-class thresholds chosen on the validation split); `--format raven` then writes
+only detections, one selection per run of consecutive windows. Enrolled species of the model are ranked with its classes, and
 "unknown" comes first where nothing is confident (`animaljax.fewshot.enrol.rank`). The formats are described in
 `animaljax.inference.outputs`; the work is `animaljax.inference.files.predict_files`.
 
@@ -34,8 +37,14 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument("--format", choices=outputs.FORMATS, default="csv")
   parser.add_argument("--output", help="write here instead of stdout (replaced only once complete)")
   parser.add_argument(
-    "--pool", choices=outputs.POOLS, default="mean", help="file summary: mean or max over windows"
-  )
+    "--pool", choices=outputs.POOLS, default=None,
+    help="file summary: mean or max over windows (default: the model's own: mean, max for multi-label)",
+  )  # fmt: skip
+  parser.add_argument(
+    "--threshold", type=cli.probability, default=None,
+    help="multi-label models: detect a class when its probability reaches this (default: the per-class "
+    "thresholds chosen on the validation split and stored with the model)",
+  )  # fmt: skip
   parser.add_argument(
     "--top-k", type=cli.nonnegative_int, default=5, help="labels per window and per file (0: all)"
   )
@@ -52,7 +61,7 @@ def run(args: argparse.Namespace) -> int:
   read = files.predict_files(
     args.model, args.inputs, output=args.output, format=args.format, pool=args.pool, top_k=args.top_k,
     min_score=args.min_score, model_threshold=args.model_threshold, hop=args.hop, batch_size=args.batch_size,
-    max_seconds=args.max_seconds, quiet=args.quiet,
+    max_seconds=args.max_seconds, quiet=args.quiet, threshold=args.threshold,
   )  # fmt: skip
   return 0 if read else 1
 

@@ -43,6 +43,7 @@ class Bundle:
       platforms than this one).
     short_clips: how the model makes a clip shorter than its window into one ("pad" for bundles written before
       the rule was recorded: their models were all trained on zero-padded rows).
+    multi_label, thresholds: a multi-label model and its per-class thresholds (False/None before them).
   """
 
   path: pathlib.Path
@@ -53,6 +54,8 @@ class Bundle:
   clip_seconds: float | None
   exported: ExportedForward | None
   short_clips: str = "pad"
+  multi_label: bool = False
+  thresholds: list[float | None] | None = None
 
 
 def read_manifest(directory: str | os.PathLike, *, verify: bool = True) -> dict:
@@ -145,5 +148,5 @@ def read_bundle(directory: str | os.PathLike, *, use_exported: bool = True, veri
         raise BundleError(root / entry["file"], f"cannot deserialise ({type(err).__name__}: {err})") from err
   return Bundle(
     root, manifest, config, variables, meta["labels"], meta.get("clip_seconds"), exported,
-    meta.get("short_clips", "pad"),
+    meta.get("short_clips", "pad"), bool(meta.get("multi_label", False)), meta.get("thresholds"),
   )  # fmt: skip

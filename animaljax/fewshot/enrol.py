@@ -119,6 +119,32 @@ def rank(
   return ranked
 
 
+def detect(
+  probs: np.ndarray,
+  thresholds: np.ndarray,
+  labels: Sequence[str],
+  embedding: np.ndarray,
+  species: dict[str, Species],
+) -> list[dict]:
+  """One window of a multi-label model: every class and enrolled species as an independent detector.
+
+  Model classes score their sigmoid probability `p_c` (not discounted: several things may be heard at once) and
+  are detected when `p_c >= thresholds[c]`; an enrolled species scores `2 ** -(d / threshold)` as in `rank` and
+  is detected within its threshold (score >= 0.5). Returns `[{"label", "score", "source", "detected"}]` sorted by
+  score (enrolled entries also carry "distance" and "threshold"); there is no "unknown": nothing detected is
+  simply no detection.
+  """
+  out = [
+    {"label": n, "score": float(p), "source": "model", "detected": bool(p >= t)}
+    for n, p, t in zip(labels, np.asarray(probs, np.float64), thresholds, strict=True)
+  ]
+  for s in species.values():
+    d = float(distance(embedding, prototype(s.embeddings)))
+    out.append({"label": s.name, "score": float(2.0 ** (-d / s.threshold)), "source": "enrolled",
+                "detected": d <= s.threshold, "distance": d, "threshold": s.threshold})  # fmt: skip
+  return sorted(out, key=lambda r: -r["score"])
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Enrolment on a model
 # ----------------------------------------------------------------------------------------------------------------

@@ -15,7 +15,10 @@ import pathlib
 import sys
 from collections.abc import Iterable, Iterator
 
+import numpy as np
+
 from animaljax.audio.io import AUDIO_EXTENSIONS, AudioError
+from animaljax.audio.windows import window_pool
 from animaljax.data import atomic
 from animaljax.fewshot.store import StoreError
 from animaljax.inference import load, outputs
@@ -93,7 +96,7 @@ def predict_files(
   *,
   output: str | os.PathLike | None = None,
   format: str = "csv",  # noqa: A002 - the command's option name
-  pool: str = "mean",
+  pool: str | None = None,
   top_k: int = 5,
   min_score: float = 0.0,
   model_threshold: float = 0.5,
@@ -101,13 +104,16 @@ def predict_files(
   batch_size: int = 16,
   max_seconds: float = 7200.0,
   quiet: bool = False,
+  threshold: float | None = None,
 ) -> int:
   """Ranked labels of every window and file of `inputs`, written to `output` (None: stdout) as `format`.
 
   Args:
     model: a bundle, converted model dir or training workdir (`inference.load.load_predictor`).
-    pool, top_k, min_score, model_threshold: as `outputs.summarize`; hop, batch_size, max_seconds: as
-      `Predictor.scan` (`hop` in seconds); quiet: no progress bar.
+    pool, top_k, min_score, model_threshold: as `outputs.summarize` (pool None: the model's own,
+      `audio.windows.window_pool`); hop, batch_size, max_seconds: as `Predictor.scan` (`hop` in seconds);
+      quiet: no progress bar.
+    threshold: a multi-label model's detection threshold for every class (None: its stored per-class ones).
   Returns:
     The number of files read; when 0, an existing `output` is left as it was.
   Raises:
@@ -117,14 +123,19 @@ def predict_files(
   def run(out) -> int:
     predictor = load_model(model, hop)
     species = enrolled_species(predictor)
-    writer = outputs.Writer(format, out, sample_rate=predictor.sample_rate)
+    if threshold is not None and not predictor.multi_label:
+      raise ValueError("--threshold applies to multi-label models; a single-label model ranks (see --min-score)")
+    thresholds = None
+    if predictor.multi_label:
+      thresholds = predictor.thresholds if threshold is None else np.full(len(predictor.labels), float(threshold))
+    writer = outputs.Writer(format, out, sample_rate=predictor.sample_rate, detections=predictor.multi_label)
     scans = _Scan(predictor, inputs, desc="predict", hop=hop, batch_size=batch_size, max_seconds=max_seconds,
                   quiet=quiet)  # fmt: skip
     for scan in scans:
       writer.write(
         outputs.summarize(
-          scan, predictor.labels, species, pool=pool, top_k=top_k, min_score=min_score,
-          model_threshold=model_threshold,
+          scan, predictor.labels, species, pool=pool or window_pool(predictor.multi_label), top_k=top_k,
+          min_score=min_score, model_threshold=model_threshold, thresholds=thresholds,
         )
       )  # fmt: skip
     writer.close()

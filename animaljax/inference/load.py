@@ -61,7 +61,7 @@ def load_bundle(path: str | os.PathLike, *, use_exported: bool = True, verify: b
   try:
     return Predictor(
       b.config, b.variables, b.labels, clip_seconds=b.clip_seconds, path=b.path, exported=b.exported,
-      short_clips=b.short_clips,
+      short_clips=b.short_clips, multi_label=b.multi_label, thresholds=b.thresholds,
       source={"kind": "bundle", "path": str(b.path)},
     )  # fmt: skip
   except ValueError as err:
@@ -76,6 +76,7 @@ def _load_converted(root: pathlib.Path) -> Predictor:
   return Predictor(
     config, variables, meta["labels"], clip_seconds=meta.get("clip_seconds"), path=root,
     short_clips=meta.get("short_clips", NATIVE),  # a converted model's training input rule is not ours
+    multi_label=bool(meta.get("multi_label", False)), thresholds=meta.get("thresholds"),
     source={"kind": "model_dir", "path": str(root)},
   )  # fmt: skip
 
@@ -85,9 +86,11 @@ def _load_workdir(root: pathlib.Path) -> Predictor:
   variables, state_dir = run_folder.read_variables(root)
   num_classes = _head_size(variables["params"])
   source = {"kind": "workdir", "path": str(root), "checkpoint": str(state_dir.parent.relative_to(root))}
+  multi_label, thresholds = run_folder.read_outputs(root, state_dir)
   return Predictor(
     run_folder.model_config(root, num_classes), variables, run_folder.read_labels(root, num_classes),
     clip_seconds=float(c.data.clip_seconds), path=root, source=source, short_clips=c.data.short_clips,
+    multi_label=multi_label, thresholds=thresholds,
   )  # fmt: skip
 
 

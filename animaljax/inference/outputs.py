@@ -6,7 +6,12 @@ predict (`summarize` one file's `FileScan` into ranked labels, then a `Writer` s
   json   one list, an object per file: {"file", "labels": [{"label", "score"}, ...] (best first),
          "windows": [{"start_s", "end_s", "labels": [...]}, ...]}
   raven  a Raven selection table of the windows (tab-separated; one row per kept label; a Begin File column
-         says which file)
+         says which file). For a multi-label model only detections: one selection per run of consecutive
+         (touching or overlapping) windows in which a class is detected, from the first window's begin to the
+         last one's end, scored by the run's highest score, so the table opens in Raven over the recording and
+         reads back with `python -m animaljax.pack --source raven`.
+A multi-label model's entries also carry "detected" (its score reached the class's threshold; an enrolled
+species: within its distance threshold), and every detected class is listed besides the top-k.
 embed (`embedding_columns` of the scans, then `write_parquet` or `write_npz`): as in HEAR's timestamp and scene
 embeddings, one row per window (kind "window", its start_s/end_s) and one for the whole file (kind "file": the
 mean of its window embeddings, start_s 0, end_s its duration).
@@ -29,7 +34,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from animaljax.fewshot.enrol import rank
+from animaljax.fewshot.enrol import detect, rank
 
 FORMATS = ("csv", "json", "raven")  # predict's
 EMBED_FORMATS = ("parquet", "npz")
@@ -48,6 +53,13 @@ def _keep(ranking: list[dict], min_score: float) -> list[dict]:
   return [{"label": r["label"], "score": r["score"]} for r in ranking if r["score"] >= min_score]
 
 
+def _keep_detections(entries: list[dict], top_k: int | None, min_score: float) -> list[dict]:
+  """The top-k entries and every detected one (score order), each `{"label", "score", "detected"}`."""
+  kept = [e for i, e in enumerate(entries) if e["detected"] or top_k is None or i < top_k]
+  return [{"label": e["label"], "score": e["score"], "detected": e["detected"]} for e in kept
+          if e["score"] >= min_score or e["detected"]]  # fmt: skip
+
+
 def summarize(
   scan,
   labels: Sequence[str],
@@ -57,6 +69,7 @@ def summarize(
   top_k: int = 5,
   min_score: float = 0.0,
   model_threshold: float = 0.5,
+  thresholds: np.ndarray | None = None,
 ) -> dict:
   """A `Predictor.scan` result -> `{"file", "labels", "windows": [{"start_s", "end_s", "labels"}]}`.
 
@@ -65,12 +78,16 @@ def summarize(
     pool: the file's probabilities are the "mean" or "max" of its windows' (its embedding: their mean).
     top_k: labels kept per window and per file (0: all); min_score: drop labels scoring below it.
     model_threshold: below this top probability the model is "unknown" (`fewshot.enrol.rank`).
+    thresholds: (C,) a multi-label model's per-class thresholds: entries are independent detections
+      (`fewshot.enrol.detect`), every detected one kept besides the top-k; None: a single-label ranking.
   """
   if pool not in POOLS:
     raise ValueError(f"pool must be one of {POOLS}, got {pool!r}")
   k = top_k or None
 
   def ranked(p, e):
+    if thresholds is not None:
+      return _keep_detections(detect(p, thresholds, labels, e, species), k, min_score)
     return _keep(rank(p, labels, e, species, top_k=k, model_threshold=model_threshold), min_score)
 
   pooled = scan.probs.mean(0) if pool == "mean" else scan.probs.max(0)
@@ -94,10 +111,11 @@ def csv_rows(result: dict) -> Iterator[tuple]:
 class Writer:
   """Streams results in one format: `write(result)` per file, then `close()` (JSON's closing bracket)."""
 
-  def __init__(self, fmt: str, out, *, sample_rate: int):
+  def __init__(self, fmt: str, out, *, sample_rate: int, detections: bool = False):
     if fmt not in FORMATS:
       raise ValueError(f"format must be one of {FORMATS}, got {fmt!r}")
     self.fmt, self.out, self.high = fmt, out, sample_rate / 2
+    self.detections = detections  # raven: merged detection runs (a multi-label model), not every ranked label
     self.count = self.selection = 0
     if fmt == "csv":
       self.csv = csv.writer(out, lineterminator="\n")
@@ -113,20 +131,45 @@ class Writer:
     elif self.fmt == "json":
       self.out.write(("," if self.count else "") + "\n" + json.dumps(result, ensure_ascii=False))
     else:
-      for w in result["windows"]:
-        for entry in w["labels"]:
-          self.selection += 1
-          row = (
-            self.selection, "Spectrogram 1", 1, f"{w['start_s']:.4f}", f"{w['end_s']:.4f}", "0.0",
-            f"{self.high:.1f}", _raven_text(entry["label"]), f"{entry['score']:.6f}", _raven_text(result["file"]),
-          )  # fmt: skip
-          self.out.write("\t".join(map(str, row)) + "\n")
+      rows = detection_runs(result["windows"]) if self.detections else (
+        (w["start_s"], w["end_s"], e["label"], e["score"]) for w in result["windows"] for e in w["labels"]
+      )  # fmt: skip
+      for begin, end, label, score in rows:
+        self.selection += 1
+        row = (
+          self.selection, "Spectrogram 1", 1, f"{begin:.4f}", f"{end:.4f}", "0.0",
+          f"{self.high:.1f}", _raven_text(label), f"{score:.6f}", _raven_text(result["file"]),
+        )  # fmt: skip
+        self.out.write("\t".join(map(str, row)) + "\n")
     self.count += 1
 
   def close(self) -> None:
     if self.fmt == "json":
       self.out.write("\n]\n" if self.count else "]\n")
     self.out.flush()
+
+
+def detection_runs(windows: list[dict]) -> list[tuple[float, float, str, float]]:
+  """`(begin_s, end_s, label, best score)` of every run of consecutive windows in which a label is detected.
+
+  Windows are in time order; a run continues while the next window with the label detected begins no later than
+  the run's end (touching or overlapping windows: hop <= window); a gap, or a window without the detection,
+  ends it. Runs come out sorted by begin time, then label.
+  """
+  runs: list[tuple[float, float, str, float]] = []
+  open_runs: dict[str, list] = {}
+  for w in windows:
+    on = {e["label"]: e["score"] for e in w["labels"] if e.get("detected")}
+    for label in list(open_runs):
+      run = open_runs[label]
+      if label in on and w["start_s"] <= run[1] + 1e-6:
+        run[1], run[3] = max(run[1], w["end_s"]), max(run[3], on.pop(label))
+      else:
+        runs.append(tuple(open_runs.pop(label)))
+    for label, score in on.items():
+      open_runs[label] = [w["start_s"], w["end_s"], label, score]
+  runs.extend(tuple(r) for r in open_runs.values())
+  return sorted(runs, key=lambda r: (r[0], r[2]))
 
 
 def _raven_text(s: str) -> str:

@@ -8,7 +8,7 @@ Files are read at the model's sample rate and cut into windows of `clip_samples`
 trained on): a longer clip gives windows every `hop` samples (default: hop = window), the last one aligned to
 the clip's end so every window has the same shape (one compilation); a shorter clip is zero-padded at its end
 to the full window, exactly as the trainer's loader pads it (one input rule for training, evaluation and
-prediction; `pad_short`). `analyse`/`classify` average window outputs (embeddings as is, class scores as softmax
+prediction; `pad_short`). `analyse`/`classify` pool window outputs (embeddings averaged, class scores as softmax
 probabilities); `scan` streams every window of long files through the model in batches and keeps them apart,
 through `scan_waves`, which `evaluate` also feeds with the clips of a packed split.
 
@@ -30,7 +30,7 @@ import numpy as np
 
 from animaljax.audio import frontend
 from animaljax.audio.io import AudioError, load_audio
-from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short
+from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short, window_pool
 from animaljax.bundle.exported import ExportedForward
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import SpeciesStore
@@ -80,10 +80,15 @@ class Predictor:
     short_clips: how a clip shorter than the window becomes one, the rule the model was trained with
       (`audio.windows.fit_short`: "pad" or "loop"), or "native" for a model whose rule is not recorded (a
       converted PANNs/AST model): the clip is scored at its own length, padded only to `min_samples`.
+    multi_label: the classes are independent (a model trained on a multi-label pack): scores are sigmoid
+      probabilities, a clip's windows are max-pooled (`audio.windows.window_pool`), and `thresholds` turn
+      scores into detections. False: softmax probabilities, mean-pooled.
+    thresholds: (C,) per-class decision thresholds of a multi-label model (chosen on its validation split by
+      the trainer; None: 0.5 for every class).
 
   Attributes:
     labels, sample_rate, clip_samples (window), min_samples, embed_dim, config, path, source, fingerprint,
-    short_clips.
+    short_clips, multi_label, thresholds ((C,) float array; +inf = a class that never fires).
   """
 
   def __init__(
@@ -97,12 +102,16 @@ class Predictor:
     exported: ExportedForward | None = None,
     source: dict | None = None,
     short_clips: str = "pad",
+    multi_label: bool = False,
+    thresholds: Sequence[float | None] | None = None,
   ):
     if len(labels) != config.num_classes:
       raise ValueError(f"{len(labels)} labels for a model with {config.num_classes} classes")
     if short_clips not in (*SHORT_CLIP_RULES, NATIVE):
       raise ValueError(f"short_clips must be one of {(*SHORT_CLIP_RULES, NATIVE)}, got {short_clips!r}")
     self.short_clips = short_clips
+    self.multi_label = bool(multi_label)
+    self.thresholds = _thresholds(thresholds, config.num_classes)
     self.config = config
     self.labels = tuple(labels)
     self.path = None if path is None else pathlib.Path(path).absolute()
@@ -134,6 +143,20 @@ class Predictor:
     if self.exported is not None and self.exported.accepts(waves.shape[1]):
       return self.exported(self.variables, waves)
     return self._flax_forward()(self.variables, waves)
+
+  def probabilities(self, logits) -> np.ndarray:
+    """(n, C) logits -> class probabilities: independent sigmoids for a multi-label model, else the softmax."""
+    logits = jnp.asarray(logits)
+    return np.asarray(jax.nn.sigmoid(logits) if self.multi_label else jax.nn.softmax(logits))
+
+  def pool(self, probs: np.ndarray) -> np.ndarray:
+    """(W, C) window probabilities of one clip -> (C,): `audio.windows.window_pool` of this model."""
+    return probs.max(0) if window_pool(self.multi_label) == "max" else probs.mean(0)
+
+  def detections(self, probs: np.ndarray, threshold: float | Sequence[float] | None = None) -> np.ndarray:
+    """(..., C) probabilities -> bool (..., C): `probs >= threshold` (per class; None: `self.thresholds`)."""
+    t = self.thresholds if threshold is None else np.broadcast_to(np.asarray(threshold, np.float64), self.thresholds.shape)
+    return np.asarray(probs) >= t
 
   def embed(self, waves) -> jax.Array:
     """(batch, time) float32 in [-1, 1] or int16 at `sample_rate` -> (batch, D) embeddings (jitted)."""
@@ -179,9 +202,9 @@ class Predictor:
     return np.stack([wave[s : s + self.clip_samples] for s in self.window_starts(wave.shape[0], hop)])
 
   def analyse(self, waves: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Clips (each (time,) at `sample_rate`) -> (probs (N, C) window-averaged softmax, embeddings (N, D)).
-
-    Windows of equal length are batched together, up to 16 per forward pass.
+    """Clips (each (time,) at `sample_rate`) -> (probs (N, C), embeddings (N, D)): a clip's window
+    probabilities pooled by `pool` (softmax averaged; a multi-label model's sigmoids max-pooled), its window
+    embeddings averaged. Windows of equal length are batched together, up to 16 per forward pass.
     """
     windows = [self.windows(w) for w in waves]
     owner = np.concatenate([np.full(len(w), i) for i, w in enumerate(windows)])
@@ -196,11 +219,12 @@ class Predictor:
         chunk = idx[start : start + _MAX_BATCH]
         batch = np.stack([rows[i] for i in chunk])  # exact size: padding 5 clips to 8 would cost 60% more
         logits, emb = self._run(batch)
-        probs[chunk] = np.asarray(jax.nn.softmax(logits))[: len(chunk)]
+        probs[chunk] = self.probabilities(logits)[: len(chunk)]
         embs[chunk] = np.asarray(emb)[: len(chunk)]
     count = np.bincount(owner, minlength=len(waves))[:, None].astype(np.float32)
     mean = lambda x: np.stack([x[owner == i].sum(0) for i in range(len(waves))]) / count  # noqa: E731
-    return mean(probs), mean(embs)
+    pooled = np.stack([self.pool(probs[owner == i]) for i in range(len(waves))])
+    return pooled, mean(embs)
 
   def load_file(self, path: str | os.PathLike, max_seconds: float | None = 3600.0) -> np.ndarray:
     """(time,) float32 at the model's rate; AudioError naming the file if it cannot be used."""
@@ -208,7 +232,7 @@ class Predictor:
 
   # ------------------------------------------------------------------------------------------------ long files
   def run_windows(self, windows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, time) windows -> (softmax probs (n, C), embeddings (n, D)) as numpy, in one forward pass.
+    """(n, time) windows -> (probs (n, C) by `probabilities`, embeddings (n, D)) as numpy, in one forward pass.
 
     n is padded with silent rows up to the next power of two, so a stream of batches of any size compiles
     at most log2(batch) + 1 shapes (each compilation costs far more than the padded rows).
@@ -218,7 +242,7 @@ class Predictor:
     if size > n:
       windows = np.concatenate([windows, np.zeros((size - n, windows.shape[1]), windows.dtype)])
     logits, emb = self._run(windows)
-    return np.asarray(jax.nn.softmax(logits))[:n], np.asarray(emb)[:n]
+    return self.probabilities(logits)[:n], np.asarray(emb)[:n]
 
   def scan(
     self,
@@ -345,7 +369,8 @@ class FileScan:
   Attributes:
     file: the path as given; duration_s: its length at the model's rate.
     start_s, end_s: (W,) window bounds in seconds (a clip shorter than the window: one window [0, duration]).
-    probs: (W, C) softmax probabilities; embeddings: (W, D).
+    probs: (W, C) probabilities (`Predictor.probabilities`: softmax, or a multi-label model's sigmoids);
+      embeddings: (W, D).
     error: the AudioError when the file could not be read (the arrays are then empty).
   """
 
@@ -361,6 +386,18 @@ class FileScan:
   def failed(cls, file: str, error: AudioError) -> FileScan:
     empty = np.zeros(0)
     return cls(file, 0.0, empty, empty, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), error)
+
+
+def _thresholds(values: Sequence[float | None] | None, num_classes: int) -> np.ndarray:
+  """(C,) float64 thresholds: 0.5 each without values; a None (a class without validation positives) is +inf."""
+  if values is None:
+    return np.full(num_classes, 0.5)
+  if len(values) != num_classes:
+    raise ValueError(f"{len(values)} thresholds for a model with {num_classes} classes")
+  out = np.array([np.inf if v is None else float(v) for v in values], np.float64)
+  if np.isnan(out).any():
+    raise ValueError("thresholds must be numbers (or None for a class that never fires)")
+  return out
 
 
 def _read_ahead(read, items: Sequence[str]) -> Iterator[tuple[str, object]]:

@@ -31,13 +31,22 @@ _ENCODERS = {"cnn": CnnConfig, "ast": AstConfig}
 # ----------------------------------------------------------------------------------------------------------------
 # ClassifierConfig <-> JSON
 # ----------------------------------------------------------------------------------------------------------------
+# Fields added to a config after models were saved, with the value every older model had: left out of the dict
+# at that value, so an older model's model.json and `fingerprint` (which enrolled species record) stay the same.
+_ADDED_FIELDS = {"encoder": {"clip_norm": False}}
+
+
 def config_to_dict(config: ClassifierConfig) -> dict:
   """A JSON-able dict: `{"frontend": {"kind", ...fields}, "encoder": {"kind", ...}, "num_classes", "dtype"}`."""
   fe_kind = {v: k for k, v in _FRONTENDS.items()}[type(config.frontend)]
   enc_kind = {v: k for k, v in _ENCODERS.items()}[type(config.encoder)]
+  encoder = {"kind": enc_kind, **dataclasses.asdict(config.encoder)}
+  for key, old in _ADDED_FIELDS["encoder"].items():
+    if key in encoder and encoder[key] == old:
+      del encoder[key]
   return {
     "frontend": {"kind": fe_kind, **dataclasses.asdict(config.frontend)},
-    "encoder": {"kind": enc_kind, **dataclasses.asdict(config.encoder)},
+    "encoder": encoder,
     "num_classes": config.num_classes,
     "dtype": config.dtype,
   }
@@ -64,10 +73,13 @@ def model_record(
   clip_seconds: float | None = None,
   short_clips: str | None = None,
   source: dict | None = None,
+  multi_label: bool = False,
+  thresholds: list[float | None] | None = None,
 ) -> dict:
   """The `model.json` of a model: its config, `has_head`, `labels` and, when given, `clip_seconds`,
   `short_clips` (the rule that made clips shorter than the window into one: `audio.windows.fit_short`; a
-  record without it was saved by a version that always zero-padded) and `source`.
+  record without it was saved by a version that always zero-padded) and `source`; for a multi-label model
+  `multi_label: true` and its per-class `thresholds` (None = never fires).
 
   Raises:
     ValueError: `labels` do not match `config.num_classes`.
@@ -81,6 +93,12 @@ def model_record(
     record["short_clips"] = short_clips
   if source is not None:
     record["source"] = source
+  if multi_label:
+    record["multi_label"] = True
+    if thresholds is not None:
+      if len(thresholds) != config.num_classes:
+        raise ValueError(f"{len(thresholds)} thresholds for {config.num_classes} classes")
+      record["thresholds"] = [None if t is None or t == float("inf") else float(t) for t in thresholds]
   return record
 
 

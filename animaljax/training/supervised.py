@@ -189,7 +189,7 @@ def make_steps(
 # ----------------------------------------------------------------------------------------------------------------
 # Reports
 # ----------------------------------------------------------------------------------------------------------------
-THRESHOLDS_JSON = "thresholds.json"  # in best/: a multi-label model's per-class thresholds, chosen on validation
+THRESHOLDS_JSON = run_dir.THRESHOLDS_JSON  # in best/: a multi-label model's per-class thresholds (validation)
 
 
 def write_report(

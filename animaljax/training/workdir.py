@@ -125,6 +125,27 @@ def read_variables(workdir: str | os.PathLike) -> tuple[dict, pathlib.Path]:
   return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}, path
 
 
+THRESHOLDS_JSON = "thresholds.json"  # best/: a multi-label run's per-class thresholds (`supervised.write_report`)
+
+
+def read_outputs(workdir: str | os.PathLike, state: pathlib.Path | None = None) -> tuple[bool, list | None]:
+  """`(multi_label, thresholds)` of a run: a multi-label run keeps `best/thresholds.json` (used when `state` is
+  that best step's state dir, or None), else its pack's `summary.json` says whether it is multi-label (then the
+  thresholds are unknown: None)."""
+  root = pathlib.Path(workdir)
+  path = root / "best" / THRESHOLDS_JSON
+  if path.is_file():
+    record = json.loads(path.read_text())
+    if state is None or state.parent.name == str(record.get("step")) and state.parent.parent.name == "best":
+      return True, record.get("thresholds")
+    return True, None
+  data_dir = read_config(root).data.dir
+  summary = pathlib.Path(data_dir) / "summary.json" if data_dir else None
+  if summary is not None and summary.is_file():
+    return bool(json.loads(summary.read_text()).get("multi_label", False)), None
+  return False, None
+
+
 def read_labels(workdir: str | os.PathLike, num_classes: int) -> list[str]:
   """Class names of a run: `labels.json` in the workdir, else its pack's `summary.json`, else `class_<i>`."""
   root = pathlib.Path(workdir)
