@@ -74,10 +74,10 @@ def run(args: argparse.Namespace) -> int:
   if args.out is not None:
     evaluate.check_out_dir(args.out)  # before the model runs, not after
   predictor = files.load_model(args.model, args.hop)
-  if predictor.multi_label:
+  if predictor.multi_label or args.raven is not None or (args.data is not None and _multi_label_pack(args.data)):
     return _run_multilabel(args, predictor)
-  if args.raven is not None or args.threshold is not None:
-    raise cli.UserError(f"--raven and --threshold apply to multi-label models; {args.model} is single-label")
+  if args.threshold is not None:
+    raise cli.UserError(f"--threshold applies to multi-label models and packs; {args.model} is single-label")
   kwargs = {"pool": args.pool or "mean", "hop": args.hop, "batch_size": args.batch_size, "quiet": args.quiet}
   if args.data is not None:
     result = evaluate.evaluate_split(predictor, args.data, args.split, **kwargs)
@@ -89,6 +89,15 @@ def run(args: argparse.Namespace) -> int:
   if args.out is not None:
     print(f"wrote {evaluate.METRICS_JSON}, the CSVs and the charts to {args.out}")
   return 0
+
+
+def _multi_label_pack(path: str) -> bool:
+  summary = pathlib.Path(path) / "summary.json"
+  if not summary.is_file():
+    return False  # evaluate_split names what is wrong with the folder
+  import json  # noqa: PLC0415
+
+  return bool(json.loads(summary.read_text()).get("multi_label", False))
 
 
 def _run_multilabel(args: argparse.Namespace, predictor) -> int:
@@ -113,7 +122,7 @@ def _run_multilabel(args: argparse.Namespace, predictor) -> int:
       atomic.write_text(pathlib.Path(args.out) / "events.json", json.dumps(result, indent=2) + "\n")
   else:
     result = ml.evaluate_split_multilabel(
-      predictor, args.data, args.split, pool=args.pool or "max", hop=args.hop, batch_size=args.batch_size,
+      predictor, args.data, args.split, pool=args.pool or ("max" if predictor.multi_label else "mean"), hop=args.hop, batch_size=args.batch_size,
       threshold=args.threshold, quiet=args.quiet,
     )  # fmt: skip
     if args.out is not None:

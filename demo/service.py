@@ -45,7 +45,8 @@ class Analysis:
   Attributes:
     wave: (time,) float32 at the model's rate.
     ranking: `fewshot.enrol.rank` output for the whole clip (window-averaged), best first.
-    timeline: one `(start_s, end_s, label, score)` per model window (a single row for a one-window clip).
+    timeline: one `(start_s, end_s, label, score)` per model window (a single row for a one-window clip); for a
+      multi-label model one per class detected in the window (a "- (best)" row where none is).
   """
 
   wave: np.ndarray
@@ -112,9 +113,21 @@ def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analys
   probs, embs = predictor.analyse(list(windows))
   store = predictor.species_store()
   species = store.load() if store is not None else {}
-  ranking = enrol.rank(probs.mean(0), predictor.labels, embs.mean(0), species, top_k=top_k)
   sr, n = predictor.sample_rate, wave.shape[0]
   timeline = []
+  if predictor.multi_label:
+    # Independent detectors: the clip's scores are its windows' maxima (as predict pools them), and the
+    # timeline lists every class detected in each window (or the best score, marked "-", where none is).
+    detect = lambda p, e: enrol.detect(p, predictor.thresholds, predictor.labels, e, species)  # noqa: E731
+    ranking = detect(predictor.pool(probs), embs.mean(0))[:top_k]
+    for start, p, e in zip(starts, probs, embs, strict=True):
+      end = min(start + predictor.clip_samples, n)
+      entries = detect(p, e)
+      found = [r for r in entries if r["detected"]] or [{**entries[0], "label": f"- ({entries[0]['label']})"}]
+      for r in found:
+        timeline.append((round(start / sr, 2), round(end / sr, 2), r["label"], round(float(r["score"]), 3)))
+    return Analysis(wave=wave, ranking=ranking, timeline=timeline)
+  ranking = enrol.rank(probs.mean(0), predictor.labels, embs.mean(0), species, top_k=top_k)
   for start, p, e in zip(starts, probs, embs, strict=True):
     best = enrol.rank(p, predictor.labels, e, species, top_k=1)[0]
     end = min(start + predictor.clip_samples, n)
@@ -130,6 +143,11 @@ def classify_file(predictor: Predictor, path: str | os.PathLike | None, limits: 
 def summary(ranking: list[dict]) -> str:
   """One line of Markdown on the top label of a ranking: where it comes from and how sure it is."""
   top = ranking[0]
+  if "detected" in top:  # a multi-label model: independent probabilities, not a ranking that sums to 1
+    found = [r["label"] for r in ranking if r["detected"]]
+    if not found:
+      return f"**nothing detected**: the highest score is {top['label']} at {top['score']:.2f}, below its threshold."
+    return "**detected**: " + ", ".join(found) + " (independent probabilities: several sounds may be present)."
   if top["source"] == "unknown":
     return "**unknown**: no class of the model is confident and no enrolled species is close enough."
   if top["source"] == "enrolled":

@@ -4,7 +4,9 @@
 (negatives included: a window with no class is a valid example) through `predict`'s code path
 (`Predictor.scan_waves`, then `outputs.summarize` with the model's pooling, the max of the window sigmoids): the
 metrics of `metrics.multilabel_report` (mAP, padded cmAP, micro AP, ROC-AUC, d', lwlrap) and precision / recall /
-F1 at the model's stored per-class thresholds (or one `threshold` for all).
+F1 at the model's stored per-class thresholds (or one `threshold` for all). A single-label model can be scored
+the same way, its softmax probabilities standing for the class scores (thresholds 0.5 unless given): the
+comparison a multi-label recipe has to win.
 
 `match_events` and `evaluate_events` score detections against reference boxes (Raven tables of long
 recordings): the predicted events are `predict --format raven`'s (`outputs.detection_runs`); a predicted event
@@ -69,7 +71,7 @@ def evaluate_split_multilabel(
     raise ValueError(f"pool must be one of {outputs.POOLS}, got {pool!r}")
   pack = PackedDataset(pack_dir)
   if not pack.multi_label:
-    raise ValueError(f"{pack.path} is a single-label pack and {predictor.path} a multi-label model")
+    raise ValueError(f"{pack.path} is a single-label pack: score it with evaluate_split")
   try:
     splits = pack.split_names(split)
   except KeyError as err:
