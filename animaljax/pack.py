@@ -17,6 +17,8 @@ from animaljax import cli
 from animaljax.data import packing
 from animaljax.data.sources import CATEGORY_GROUPS, SOURCES, make_source
 from animaljax.data.sources import source_kwargs as options_to_kwargs
+from animaljax.data.sources.raven import MIN_OVERLAP_SECONDS, UNANNOTATED
+from animaljax.data.sources.raven_table import LABEL_COLUMNS
 
 
 def _sample_rate(text: str) -> int:
@@ -51,7 +53,9 @@ _ratios.__name__ = "split ratios"
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = cli.ArgumentParser(prog="python -m animaljax.pack", description=__doc__.splitlines()[0])
   p.add_argument("--source", required=True, choices=tuple(SOURCES))
-  p.add_argument("--root", help="corpus folder (folder, esc50) or manifest file (csv); unused for synthetic")
+  p.add_argument(
+    "--root", help="corpus folder (folder, esc50, raven) or manifest file (csv); unused for synthetic"
+  )
   p.add_argument("--out", required=True, help="dataset folder to create (the TFDS dataset directory itself)")
   p.add_argument("--name", default="animal_sounds", help="dataset name, the shard file prefix")
   p.add_argument("--sample-rate", type=_sample_rate, default=32000)
@@ -65,7 +69,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     default=os.cpu_count(),
     help="decode processes (0 = in this process)",
   )
-  p.add_argument("--clip-mode", choices=packing.CLIP_MODES, default="keep")
+  p.add_argument(
+    "--clip-mode",
+    choices=packing.CLIP_MODES,
+    default=None,
+    help="keep whole clips or cut --window-seconds windows; default: window for raven (annotated recordings, "
+    "each window labelled by the boxes it overlaps), keep for the others",
+  )
   p.add_argument("--window-seconds", type=cli.positive_float, default=5.0)
   p.add_argument("--hop-seconds", type=cli.positive_float, default=None, help="default: the window length")
   p.add_argument("--file-format", choices=packing.FILE_FORMATS, default="tfrecord")
@@ -75,22 +85,46 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--seed",
     type=cli.nonnegative_int,
     default=0,
-    help="split seed (folder, csv) or generator seed (synthetic)",
+    help="split seed (folder, csv, raven) or generator seed (synthetic)",
   )
-  p.add_argument("--split-ratios", type=_ratios, default=None, help="train,validation,test for folder/csv")
+  p.add_argument(
+    "--split-ratios", type=_ratios, default=None, help="train,validation,test for folder/csv/raven"
+  )
   p.add_argument(
     "--group-by",
     metavar="REGEX",
     help="keep clips of one recording in one carved split: the recording is the first capture group (or the "
     "match) of REGEX in the file name without extension, e.g. '^(rec\\d+)_' for rec12_part3.wav; default: "
-    "none for folder, the group column for csv, src_file for esc50 (exact duplicates are always kept together)",
+    "none for folder and raven, the group column for csv, src_file for esc50 (exact duplicates are always kept "
+    "together)",
+  )
+  p.add_argument(
+    "--label-column",
+    metavar="COLUMN",
+    help=f"raven: the selection tables' label column; default: the first of {', '.join(LABEL_COLUMNS)}",
+  )
+  p.add_argument(
+    "--min-overlap",
+    type=cli.nonnegative_float,
+    metavar="SECONDS",
+    help="raven: seconds a box must overlap a window to switch its class on there (a shorter box or window: "
+    f"all of it); default {MIN_OVERLAP_SECONDS:g}",
+  )
+  p.add_argument("--classes", help="raven: comma-separated labels to keep (others ignored); default: all")
+  p.add_argument(
+    "--unannotated",
+    choices=UNANNOTATED,
+    help="raven: a recording without a selection table is rejected (default) or packed as all negatives",
   )
   p.add_argument("--shard-size-mb", type=cli.positive_float, default=256.0)
   p.add_argument(
     "--overwrite", action="store_true", help="replace the finished pack in --out (never any other folder)"
   )
   p.add_argument("--no-progress", action="store_true")
-  return p.parse_args(argv)
+  args = p.parse_args(argv)
+  if args.clip_mode is None:  # an annotated recording is labelled window by window
+    args.clip_mode = "window" if args.source == "raven" else "keep"
+  return args
 
 
 def source_kwargs(args: argparse.Namespace) -> dict:
@@ -103,6 +137,10 @@ def source_kwargs(args: argparse.Namespace) -> dict:
     seed=args.seed,
     split_ratios=args.split_ratios,
     group_by=args.group_by,
+    label_column=args.label_column,
+    min_overlap_seconds=args.min_overlap,
+    classes=args.classes,
+    unannotated=args.unannotated,
   )
 
 

@@ -55,6 +55,14 @@ class DataConfig:
   synthetic_clips_per_class: tuple[int, ...] = (48, 8, 8)  # synthetic: (train, validation, test) per class
   synthetic_clip_seconds: float = 2.0
   synthetic_multi_label: bool = False  # synthetic: annotated 3-clip recordings with 0-3 calls each (multi-label)
+  # raven (recordings + Raven selection tables; pack them with clip_mode="window"): the tables' label column
+  # ("" = the first of Species, Annotation, Label, Class); the seconds a box must overlap a window to switch its
+  # class on (< 0 = the source's default, 0.5); the labels to keep (comma-separated, "" = all); a recording
+  # without a table: "" or "reject" refuses it, "negative" packs its windows as negatives.
+  label_column: str = ""
+  min_overlap_seconds: float = -1.0
+  classes: str = ""
+  unannotated: str = ""
   worker_count: int = 0  # grain worker processes
 
 
@@ -284,6 +292,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
   from animaljax.data.loader import SAMPLING
   from animaljax.data.packing import CLIP_MODES, FILE_FORMATS
   from animaljax.data.sources import SOURCES
+  from animaljax.data.sources.raven import UNANNOTATED
   from animaljax.losses import LOSSES
   from animaljax.models.ast import REMAT_POLICIES, SIZES
   from animaljax.models.classifier import ENCODERS
@@ -293,7 +302,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
   return {
     "trainer": TRAINERS,
     "data.source": tuple(SOURCES), "data.file_format": FILE_FORMATS, "data.clip_mode": CLIP_MODES,
-    "data.short_clips": SHORT_CLIP_RULES,
+    "data.short_clips": SHORT_CLIP_RULES, "data.unannotated": ("", *UNANNOTATED),
     "model.encoder": tuple(sorted(ENCODERS)), "model.size": tuple(SIZES), "model.dtype": ("float32", "bfloat16"),
     "model.remat": ("", *sorted(REMAT_POLICIES)),
     "train.schedule": SCHEDULES, "train.optimizer": OPTIMIZERS, "train.loss": LOSSES,

@@ -41,7 +41,8 @@ def _source_kwargs(c: RunConfig) -> dict:
     d.source, root=d.root, category=d.category, seed=c.train.seed, folds=folds, group_by=d.group_by or None,
     synthetic_classes=d.synthetic_classes, synthetic_clips_per_class=d.synthetic_clips_per_class,
     synthetic_clip_seconds=d.synthetic_clip_seconds, synthetic_multi_label=d.synthetic_multi_label,
-    names=CONFIG_NAMES,
+    label_column=d.label_column, classes=d.classes, unannotated=d.unannotated,
+    min_overlap_seconds=d.min_overlap_seconds if d.min_overlap_seconds >= 0 else None, names=CONFIG_NAMES,
   )  # fmt: skip
 
 

@@ -415,8 +415,8 @@ def test_synthetic_is_learnable_from_shape_not_loudness():
 
 
 def test_make_source():
-  assert set(SOURCES) == {"folder", "esc50", "csv", "synthetic"}
+  assert set(SOURCES) >= {"folder", "esc50", "csv", "synthetic", "raven"}
   src = make_source("synthetic", num_classes=2, clips_per_class=(1, 1, 1), noise_clips=0)
   assert isinstance(src, SyntheticSource) and len(src.examples()) == 6
-  with pytest.raises(ValueError, match="valid: csv, esc50, folder, synthetic"):
+  with pytest.raises(ValueError, match="valid: .*csv, esc50, folder, raven, synthetic"):
     make_source("youtube")

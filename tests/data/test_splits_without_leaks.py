@@ -148,7 +148,7 @@ def test_group_by_is_one_option_for_pack_and_trainer():
     "group_by": r"^(rec\d+)",
   }
   assert options_to_kwargs("esc50", root="R", group_by="") == {"root": "R"}  # "" = the source's default
-  with pytest.raises(ValueError, match="^--group-by applies to --source folder and csv and esc50 only"):
+  with pytest.raises(ValueError, match="^--group-by applies to --source folder, csv, esc50 and raven only"):
     options_to_kwargs("synthetic", group_by="x")
   with pytest.raises(ValueError, match=r"^data.group_by: group_by '\(rec' is not a valid regular expression"):
     options_to_kwargs("folder", root="R", group_by="(rec", names={"group_by": "data.group_by"})

@@ -1,7 +1,7 @@
 """Dataset sources: each lists `Example`s and decodes one; `make_source` picks one by name.
 
 base.py (`Example`, `Source`), splits.py (the carved splits: stratified, grouped, seeded), one file per corpus layout (folder.py, esc50.py,
-csv_manifest.py, synthetic.py), and options.py: the `SOURCES` table, `make_source`, and `source_kwargs`, the
+csv_manifest.py, synthetic.py, raven.py over raven_table.py), and options.py: the `SOURCES` table, `make_source`, and `source_kwargs`, the
 one translation of the pack command's flags and the trainer's `data` config into a source's arguments.
 """
 
@@ -20,6 +20,7 @@ from animaljax.data.sources.options import (
   parse_category,
   source_kwargs,
 )
+from animaljax.data.sources.raven import RavenSource
 from animaljax.data.sources.splits import Carve, carve_examples, grouped_split
 from animaljax.data.sources.synthetic import SyntheticSource
 
@@ -35,6 +36,7 @@ __all__ = [
   "Esc50Source",
   "Example",
   "FolderSource",
+  "RavenSource",
   "Source",
   "SyntheticSource",
   "carve_examples",

@@ -41,6 +41,8 @@ class Example:
       one (or `UNLABELLED` for a clip with none: a negative). Empty for single-label corpora (see `label_set`).
     events: annotated recordings: `(begin_s, end_s, class id)` boxes in the file's time; the packer derives each
       window's `labels` from them (`window_labels`, with the source's `min_overlap_seconds`).
+    stratum: the class a carved clip is stratified by ("" = `label_name`): a multi-label source names one
+      class of the set (the raven source: the rarest), since each distinct set would be a stratum of its own.
   """
 
   path: str
@@ -52,6 +54,7 @@ class Example:
   carve: str = ""
   labels: tuple[int, ...] = ()
   events: tuple[tuple[float, float, int], ...] = ()
+  stratum: str = ""
 
   def label_set(self) -> tuple[int, ...]:
     """The clip's class ids: `labels` when given, else `(label,)`, or `()` for an unlabelled clip."""
@@ -64,12 +67,13 @@ def window_labels(
   events: tuple[tuple[float, float, int], ...], start_s: float, end_s: float, min_overlap_s: float
 ) -> tuple[int, ...]:
   """The classes on in the window `[start_s, end_s)`: those with a box overlapping it by at least `min_overlap_s`
-  seconds, or by the whole box when the box is shorter than that (a short call inside the window counts).
+  seconds, or by the whole box when the box is shorter than that (a short call inside the window counts), or
+  covering the whole window when the window is shorter (a window inside a long call counts).
   A box touching the window only at an edge (zero overlap) never counts."""
   on = set()
   for begin, end, cls in events:
     overlap = min(end, end_s) - max(begin, start_s)
-    if overlap > 0 and overlap >= min(min_overlap_s, end - begin) - 1e-9:
+    if overlap > 0 and overlap >= min(min_overlap_s, end - begin, end_s - start_s) - 1e-9:
       on.add(int(cls))
   return tuple(sorted(on))
 

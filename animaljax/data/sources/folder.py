@@ -39,8 +39,8 @@ from animaljax.data.sources.splits import (
   group_key,
 )
 
-# Folder name (lower-case) -> split, for the pre-split layout.
-_SPLIT_FOLDERS = {
+# Folder name (lower-case) -> split, for the pre-split layout (the raven source reads the same layout).
+SPLIT_FOLDERS = {
   "train": "train",
   "training": "train",
   "validation": "validation",
@@ -233,13 +233,13 @@ class FolderSource(Source):
   def _scan(self, listing: _Listing) -> list[Example]:
     top = listing.subdirs(self.root)
     noise = self.noise_dir.lower()
-    split_dirs = {name: path for name, path in top.items() if name.lower() in _SPLIT_FOLDERS}
+    split_dirs = {name: path for name, path in top.items() if name.lower() in SPLIT_FOLDERS}
     out: list[Example] = []
 
     if split_dirs:
       per_split = {}  # split -> class -> files
       for name, path in split_dirs.items():
-        split = _SPLIT_FOLDERS[name.lower()]
+        split = SPLIT_FOLDERS[name.lower()]
         classes = per_split.setdefault(split, {})
         for cls, files in listing.classes_in(path, noise).items():
           classes.setdefault(cls, []).extend(files)

@@ -1,8 +1,9 @@
 """Sources by name, and the one translation of user-facing source options into a source's arguments.
 
-The `pack` command's flags (`--source --root --category --seed --split-ratios --group-by`) and a training
-config (`data.source`, `data.root`, `data.category`, `train.seed`, `data.group_by`, the smoke run's folds,
-`data.synthetic_*`) name the same things. `source_kwargs` turns either into the keyword arguments of `SOURCES[source]`, with one set of
+The `pack` command's flags (`--source --root --category --seed --split-ratios --group-by`; raven's
+`--label-column --min-overlap --classes --unannotated`) and a training config (`data.source`, `data.root`,
+`data.category`, `train.seed`, `data.group_by`, the smoke run's folds, `data.synthetic_*`; `data.label_column`
+...) name the same things. `source_kwargs` turns either into the keyword arguments of `SOURCES[source]`, with one set of
 checks and one set of messages (spelled in the caller's vocabulary through `FLAG_NAMES` / `CONFIG_NAMES`), so
 `--category natural` and `data.category="natural"` select the same classes and fail the same way.
 """
@@ -18,6 +19,7 @@ from animaljax.data.sources.base import Source, check_split_ratios
 from animaljax.data.sources.csv_manifest import CsvSource
 from animaljax.data.sources.esc50 import GROUPS, Esc50Source
 from animaljax.data.sources.folder import FolderSource
+from animaljax.data.sources.raven import UNANNOTATED, RavenSource, parse_classes
 from animaljax.data.sources.splits import compile_group_by
 from animaljax.data.sources.synthetic import SyntheticSource
 
@@ -27,9 +29,10 @@ SOURCES: dict[str, type[Source]] = {
   "esc50": Esc50Source,
   "csv": CsvSource,
   "synthetic": SyntheticSource,
+  "raven": RavenSource,
 }
 # The keyword under which each source takes `root`: a csv source reads a manifest file, not a folder.
-_ROOT_KEYWORD = {"esc50": "root", "folder": "root", "csv": "manifest"}
+_ROOT_KEYWORD = {"esc50": "root", "folder": "root", "csv": "manifest", "raven": "root"}
 # ESC-50's category groups (blocks of ten targets), in target order: the values `category` takes by name.
 CATEGORY_GROUPS = tuple(GROUPS)
 
@@ -42,6 +45,10 @@ FLAG_NAMES = {
   "split_ratios": "--split-ratios",
   "group_by": "--group-by",
   "folds": "folds",  # no pack flag: only the trainer picks folds (smoke runs)
+  "label_column": "--label-column",
+  "min_overlap_seconds": "--min-overlap",
+  "classes": "--classes",
+  "unannotated": "--unannotated",
 }
 CONFIG_NAMES = {
   "source": "data.source",
@@ -51,6 +58,10 @@ CONFIG_NAMES = {
   "split_ratios": "data.split_ratios",
   "group_by": "data.group_by",
   "folds": "the folds of data.train_split/eval_split",
+  "label_column": "data.label_column",
+  "min_overlap_seconds": "data.min_overlap_seconds",
+  "classes": "data.classes",
+  "unannotated": "data.unannotated",
 }
 # The sources each selecting option applies to: given to another source it is an error, since ignoring it would
 # pack other clips than asked for. (Generator settings and `root` are instead ignored where they do not apply: a
@@ -58,8 +69,12 @@ CONFIG_NAMES = {
 _WHICH = {
   "category": ("esc50",),
   "folds": ("esc50",),
-  "split_ratios": ("folder", "csv"),
-  "group_by": ("folder", "csv", "esc50"),
+  "split_ratios": ("folder", "csv", "raven"),
+  "group_by": ("folder", "csv", "esc50", "raven"),
+  "label_column": ("raven",),
+  "min_overlap_seconds": ("raven",),
+  "classes": ("raven",),
+  "unannotated": ("raven",),
 }
 
 
@@ -119,24 +134,32 @@ def source_kwargs(
   synthetic_clips_per_class: Sequence[int] | None = None,
   synthetic_clip_seconds: float | None = None,
   synthetic_multi_label: bool | None = None,
+  label_column: str | None = None,
+  min_overlap_seconds: float | None = None,
+  classes: str | Sequence[str] | None = None,
+  unannotated: str | None = None,
   names: Mapping[str, str] = FLAG_NAMES,
 ) -> dict[str, Any]:
   """The `make_source(source, **kwargs)` arguments of a command's or a config's source options.
 
   Args:
     source: a key of `SOURCES`.
-    root: the corpus folder (esc50, folder) or manifest file (csv); required for those, ignored for synthetic.
+    root: the corpus folder (esc50, folder, raven) or manifest file (csv); required for those, ignored for
+      synthetic.
     category: esc50 only: see `parse_category`; None or "" keeps every class.
-    seed: the split seed (folder, csv) or generator seed (synthetic); unused by esc50 (fixed folds).
-    split_ratios: folder and csv only: `train,validation,test` weights (None: the source's default).
-    group_by: folder, csv and esc50: a regex on file names (without extension) whose first capture group, or
-      whole match, names the recording a clip comes from; clips of one recording never land in two carved
-      splits. None or "": the source's default (folder: none; csv: its `group` column if any; esc50: the
-      `src_file` column).
+    seed: the split seed (folder, csv, raven) or generator seed (synthetic); unused by esc50 (fixed folds).
+    split_ratios: folder, csv and raven only: `train,validation,test` weights (None: the source's default).
+    group_by: folder, csv, esc50 and raven: a regex on file names (without extension) whose first capture
+      group, or whole match, names the recording a clip comes from; clips of one recording never land in two
+      carved splits. None or "": the source's default (folder, raven: none; csv: its `group` column if any;
+      esc50: the `src_file` column).
     folds: esc50 only: keep only these folds (None: all).
     synthetic_classes, synthetic_clips_per_class, synthetic_clip_seconds, synthetic_multi_label: the
       generator's settings (None: its default; multi-label: annotated recordings, see `SyntheticSource`);
       ignored by the other sources.
+    label_column, min_overlap_seconds, classes, unannotated: raven only (None or "": the source's default):
+      the tables' label column, the overlap in seconds that switches a box's class on in a window, the labels
+      to keep (comma-separated), and "reject" or "negative" for a recording without a table (`RavenSource`).
     names: how the caller spells each option in error messages: `FLAG_NAMES` (pack) or `CONFIG_NAMES` (train).
   Returns:
     The keyword arguments, only those the source takes (so `SOURCES[source](**kwargs)` binds).
@@ -152,10 +175,15 @@ def source_kwargs(
     "folds": folds is not None,
     "split_ratios": split_ratios is not None,
     "group_by": group_by not in (None, ""),
+    "label_column": label_column not in (None, ""),
+    "min_overlap_seconds": min_overlap_seconds is not None,
+    "classes": classes not in (None, "", ()),
+    "unannotated": unannotated not in (None, ""),
   }
   for option, used in given.items():
     if used and source not in _WHICH[option]:
-      valid = " and ".join(_WHICH[option])
+      *rest, last = _WHICH[option]
+      valid = f"{', '.join(rest)} and {last}" if rest else last
       raise ValueError(f"{n[option]} applies to {n['source']} {valid} only, not {source}")
   if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
     raise ValueError(f"{n['seed']} must be an integer >= 0, got {seed!r}")
@@ -193,4 +221,30 @@ def source_kwargs(
       kwargs["clip_seconds"] = float(synthetic_clip_seconds)
     if synthetic_multi_label:
       kwargs["multi_label"] = True
+  if source == "raven":
+    kwargs.update(_raven_kwargs(label_column, min_overlap_seconds, classes, unannotated, n))
+  return kwargs
+
+
+def _raven_kwargs(
+  label_column, min_overlap_seconds, classes, unannotated, n: Mapping[str, str]
+) -> dict[str, Any]:
+  """`RavenSource`'s own options, checked (the tables are not read here)."""
+  kwargs: dict[str, Any] = {}
+  if label_column not in (None, ""):
+    kwargs["label_column"] = str(label_column).strip()
+  if min_overlap_seconds is not None:
+    value = min_overlap_seconds
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0 <= value < float("inf"):
+      raise ValueError(f"{n['min_overlap_seconds']} must be a number of seconds >= 0, got {value!r}")
+    kwargs["min_overlap_seconds"] = float(value)
+  if classes not in (None, "", ()):
+    try:
+      kwargs["classes"] = parse_classes(classes)
+    except ValueError as err:
+      raise ValueError(f"{n['classes']}: {err}") from None
+  if unannotated not in (None, ""):
+    if unannotated not in UNANNOTATED:
+      raise ValueError(f"{n['unannotated']} must be one of {', '.join(UNANNOTATED)}, got {unannotated!r}")
+    kwargs["unannotated"] = unannotated
   return kwargs

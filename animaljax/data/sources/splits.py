@@ -9,7 +9,7 @@ Clips that must stay together form one *unit*: clips with the same `Example.grou
 `--group-by` or a `group`/`src_file` column) and clips that the packer found to be exact duplicates (`links`),
 transitively, through any clip, also one whose split is fixed. `grouped_split` places whole units, so no
 recording and no duplicate lands in two carved splits, while keeping every class in proportion as far as the
-units allow.
+units allow. A clip's class here is its `Example.stratum`, else its `label_name`.
 """
 
 from __future__ import annotations
@@ -224,7 +224,7 @@ def carve_examples(
     units: dict[str, list[tuple[str, str]]] = {}
     for e in examples:
       if e.carve == name:
-        units.setdefault(components.root(e.path), []).append((e.path, e.label_name))
+        units.setdefault(components.root(e.path), []).append((e.path, e.stratum or e.label_name))
     c = carves[name]
     assigned.update(grouped_split(units.values(), c.ratios, c.seed, c.splits))
   out = [dataclasses.replace(e, split=assigned[e.path]) if e.carve else e for e in examples]
