@@ -107,7 +107,9 @@ def _run_multilabel(args: argparse.Namespace, predictor) -> int:
   if args.raven is not None:
     from animaljax.data.sources.raven import read_annotated_recordings  # noqa: PLC0415
 
-    recordings = read_annotated_recordings(args.raven)
+    recordings, rejected = read_annotated_recordings(args.raven)
+    for path, reason in rejected:
+      print(f"skipped {path}: {reason}", file=sys.stderr)
     result = ml.evaluate_events(
       predictor, recordings, hop=args.hop, threshold=args.threshold, min_overlap_s=args.min_overlap,
       batch_size=args.batch_size, max_seconds=args.max_seconds, quiet=args.quiet,

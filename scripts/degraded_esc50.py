@@ -8,7 +8,8 @@ recordings of folds 1-2 only; fold 3 is kept out, for testing under noise). Ever
 way issue 15's corpus is messy: cut to a random length uniform in 0.3-5 s from its first sound, resampled to a
 random native rate among 8, 11.025, 16 and 22.05 kHz, scaled by a random gain of -20..0 dB, and written as
 8-bit WAV one time in five (16-bit otherwise). File names keep the ESC-50 source id, so `--group-by` can keep a
-recording's clips together. Seeded: the same seed gives the same corpus.
+recording's clips together. Seeded: the same seed gives the same corpus. `--clean` writes the same layout with
+the clips as they are (whole 5 s, 44.1 kHz, 16-bit): the clean reference the recipe must not lose on.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import soundfile as sf
 RATES = (8000, 11025, 16000, 22050)
 
 
-def build(esc50: pathlib.Path, wind: pathlib.Path, out: pathlib.Path, seed: int) -> dict:
+def build(esc50: pathlib.Path, wind: pathlib.Path, out: pathlib.Path, seed: int, clean: bool = False) -> dict:
   import librosa
 
   rng = np.random.default_rng(seed)
@@ -31,6 +32,12 @@ def build(esc50: pathlib.Path, wind: pathlib.Path, out: pathlib.Path, seed: int)
   for row in csv.DictReader(open(esc50 / "meta" / "esc50.csv")):
     split = "Test" if row["fold"] == "5" else "Training"
     wave, sr = librosa.load(esc50 / "audio" / row["filename"], sr=None)
+    if clean:
+      folder = out / split / row["category"]
+      folder.mkdir(parents=True, exist_ok=True)
+      sf.write(folder / row["filename"].replace(".flac", ".wav"), wave, sr, subtype="PCM_16")
+      counts[split] += 1
+      continue
     start = int(np.argmax(np.abs(wave) > 0.05 * (np.abs(wave).max() + 1e-12)))
     wave = wave[start : start + int(rng.uniform(0.3, 5.0) * sr)]
     rate = int(rng.choice(RATES))
@@ -57,10 +64,11 @@ def main() -> None:
   p.add_argument("--wind", type=pathlib.Path, default=repo.parent / "shared" / "data" / "noise" / "wind")
   p.add_argument("--out", type=pathlib.Path, required=True)
   p.add_argument("--seed", type=int, default=0)
+  p.add_argument("--clean", action="store_true", help="no degradation: the clips as they are, same layout")
   args = p.parse_args()
   if args.out.exists() and any(args.out.iterdir()):
     raise SystemExit(f"error: {args.out} is not empty; give a new folder")
-  print(build(args.esc50, args.wind, args.out, args.seed))
+  print(build(args.esc50, args.wind, args.out, args.seed, clean=args.clean))
 
 
 if __name__ == "__main__":

@@ -338,3 +338,19 @@ class RavenSource(Source):
         )
       )
     return carve_examples(out, self.carves)  # provisional: the packer redoes it with the exact duplicates
+
+
+def read_annotated_recordings(
+  root: str | os.PathLike, *, label_column: str | None = None
+) -> tuple[list[tuple[str, list[tuple[float, float, str]]]], tuple[tuple[str, str], ...]]:
+  """Every annotated recording under `root` with its boxes by class name, for scoring detections against them
+  (`python -m animaljax.evaluate --raven`): `([(audio path, [(begin_s, end_s, class), ...]), ...], rejected)`,
+  recordings in path order, `rejected` the `(path, reason)` of rows and recordings that could not be used (a
+  recording without a table among them: an unannotated file says nothing about what is absent). Any layout
+  `RavenSource` reads; its splits play no part."""
+  source = RavenSource(root, label_column=label_column)
+  names = source.class_names
+  recordings = sorted(
+    (e.path, [(float(b), float(end), names[c]) for b, end, c in e.events]) for e in source.examples()
+  )
+  return recordings, source.rejected
