@@ -194,7 +194,7 @@ class DecodedCache:
   def __init__(self, path: os.PathLike | str):
     self._path = os.fspath(path)
     self._file = open(self._path, "w+b")  # noqa: SIM115 - held until close()
-    self._index: dict[str, tuple[int, int, Result]] = {}  # path -> (byte offset, samples, result sans audio)
+    self._index: dict[str, tuple[int, int, Result]] = {}  # Example.key -> (byte offset, samples, result sans audio)
 
   @classmethod
   def fill(
@@ -224,8 +224,9 @@ class DecodedCache:
 
   @property
   def digests(self) -> dict[str, str]:
-    """Path -> digest of every clip stored ("" for a clip that failed to decode)."""
-    return {path: result.digest for path, (_, _, result) in self._index.items()}
+    """`Example.key` (the path, or `path@start-end` for a segment) -> digest of every clip stored ("" for a
+    clip that failed to decode)."""
+    return {key: result.digest for key, (_, _, result) in self._index.items()}
 
   def add(self, example: Example, result: Result) -> None:
     """Stores one decoded clip (its audio appended to the file, the rest in memory)."""
@@ -233,12 +234,12 @@ class DecodedCache:
     if result.audio is not None:
       samples = result.audio.shape[0]
       self._file.write(np.ascontiguousarray(result.audio, np.int16).tobytes())
-    self._index[example.path] = (offset, samples, result._replace(audio=None))
+    self._index[example.key] = (offset, samples, result._replace(audio=None))
 
   def imap(self, examples: Sequence[Example]) -> Iterator[tuple[Example, Result]]:
     """Yields `(example, result)` for `examples` (each stored before), in order."""
     for example in examples:
-      offset, samples, result = self._index[example.path]
+      offset, samples, result = self._index[example.key]
       if result.reason:
         yield example, result
         continue

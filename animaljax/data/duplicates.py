@@ -7,7 +7,8 @@ Two clips are exact duplicates when their decoded samples at the pack's rate are
 so duplicates and groups that straddle such splits are only reported:
 
   duplicates.csv   `path,duplicate_of,split,duplicate_of_split,label,duplicate_of_label`: one row per packed
-                   clip that duplicates an earlier one (in path order) of its cluster; header only if none
+                   clip that duplicates an earlier one (in path order) of its cluster; header only if none. A
+                   segment of a file is named by its `Example.key`, `path@start-end`
   summary.json     `duplicates` (`duplicate_counts`) and `groups` (`group_counts`)
 """
 
@@ -22,6 +23,11 @@ from animaljax.data.sources.base import Example, Source
 DUPLICATES_HEADER = ("path", "duplicate_of", "split", "duplicate_of_split", "label", "duplicate_of_label")
 
 
+def _order(e: Example) -> tuple:
+  """Path order; segments of one file by their times."""
+  return (e.path, e.segment or ())
+
+
 def clusters(digests: Iterable[tuple[Example, str]]) -> list[list[Example]]:
   """Clusters of >= 2 examples with the same digest, each sorted by path, in order of their first path.
 
@@ -32,8 +38,8 @@ def clusters(digests: Iterable[tuple[Example, str]]) -> list[list[Example]]:
   for example, digest in digests:
     if digest:
       by_digest[digest].append(example)
-  found = [sorted(c, key=lambda e: e.path) for c in by_digest.values() if len(c) > 1]
-  return sorted(found, key=lambda c: c[0].path)
+  found = [sorted(c, key=_order) for c in by_digest.values() if len(c) > 1]
+  return sorted(found, key=lambda c: _order(c[0]))
 
 
 def duplicate_rows(found: Sequence[Sequence[Example]]) -> list[tuple[str, ...]]:
@@ -42,7 +48,7 @@ def duplicate_rows(found: Sequence[Sequence[Example]]) -> list[tuple[str, ...]]:
   for cluster in found:
     first = cluster[0]
     for e in cluster[1:]:
-      rows.append((e.path, first.path, e.split, first.split, e.label_name, first.label_name))
+      rows.append((e.key, first.key, e.split, first.split, e.label_name, first.label_name))
   return rows
 
 
@@ -89,11 +95,12 @@ def group_counts(packed: Iterable[Example], by: str | None) -> dict[str, object]
 
 
 def links(digests: Mapping[str, str]) -> list[list[str]]:
-  """Paths that share a digest (`path -> digest`; "" for none), as lists of >= 2: what must stay together."""
+  """Clips that share a digest (`Example.key -> digest`; "" for none), as lists of >= 2 keys: what must stay
+  together."""
   by_digest: dict[str, list[str]] = collections.defaultdict(list)
-  for path, digest in digests.items():
+  for key, digest in digests.items():
     if digest:
-      by_digest[digest].append(path)
+      by_digest[digest].append(key)
   return [sorted(p) for p in by_digest.values() if len(p) > 1]
 
 

@@ -28,6 +28,10 @@ is a finished pack holding nothing a pack does not write; a folder that holds th
 `overwrite` (the rules: `animaljax.data.pack_dir`). Every setting is checked first
 (`animaljax.data.pack_settings.validate_settings`), before the disk is touched.
 
+A source may list several segments of one file (`Example.segment`): everything that must tell clips apart
+(the decoded cache, digests, duplicates, carved splits, the rows of the csv files) uses `Example.key`
+(`path@start-end`), while the records keep the file's `path` and give `start_s` in the file's time.
+
 Windowing (`clip_mode="window"`) follows `animaljax.audio.windows.pack_window_starts`: windows of
 `window_seconds` every `hop_seconds` (default: no overlap) while a full window fits; then one last, shorter
 window from the next hop if it holds at least `min_window_seconds` (default half a window). Windows are not
@@ -119,6 +123,8 @@ def _fingerprint(
     row = [e.path, e.label, e.label_name, e.split, e.fold, e.group, e.carve, stamp]
     if e.labels or e.events:  # only then: single-label packs keep the fingerprints they had
       row += [list(e.labels), [list(ev) for ev in e.events]]
+    if e.segment is not None:  # likewise: only a segment adds to the row
+      row += [list(e.segment)]
     h.update(json.dumps(row).encode())
   return h.hexdigest()
 
@@ -240,21 +246,22 @@ def pack(
     for index in range(count):
       example, result = next(decoded)
       bar.update(1)
-      warned.extend((example.path, _warning_reason(example.path, w)) for w in result.warnings)
+      warned.extend((example.key, _warning_reason(example.path, w)) for w in result.warnings)
       audio, reason, starts = check(result)
       if audio is None:
-        rejected.append((example.path, reason))
+        rejected.append((example.key, reason))
         if progress:
-          bar.write(f"rejected {example.path}: {reason}", file=sys.stderr)
+          bar.write(f"rejected {example.key}: {reason}", file=sys.stderr)
         continue
       packed.append((example, result.digest))
       duration = audio.shape[0] / sr
+      offset = example.segment[0] if example.segment else 0.0  # records keep times in the file's time
       for start in starts:
         piece = audio[start : start + win] if windowed else audio
         labels, name = example.label_set(), None
         if example.events:  # an annotated recording: this window's classes from the boxes it overlaps
-          end = (start + piece.shape[0]) / sr
-          labels = window_labels(example.events, start / sr, end, source.min_overlap_seconds)
+          end = offset + (start + piece.shape[0]) / sr
+          labels = window_labels(example.events, offset + start / sr, end, source.min_overlap_seconds)
           name = ";".join(source.class_names[c] for c in labels)
         st = stats[split]
         st["num_examples"] += 1
@@ -264,7 +271,7 @@ def pack(
           st["per_class"][example.label_name or UNLABELLED_KEY] += 1
         st["samples"] += piece.shape[0]
         yield f"{index:09d}/{start:012d}", tfds_builder.record_dict(
-          piece, example, start / sr, duration, labels=labels, label_name=name
+          piece, example, offset + start / sr, duration, labels=labels, label_name=name
         )
 
   workers = (os.cpu_count() or 1) if workers is None else workers
@@ -278,11 +285,11 @@ def pack(
       decoder.close()
       decoder = cache
       digests = cache.digests
-      failed = [e for e in examples if not digests[e.path]]  # rejected in any split: not counted in the carve
+      failed = [e for e in examples if not digests[e.key]]  # rejected in any split: not counted in the carve
       examples = carve_examples(
-        [e for e in examples if digests[e.path]], source.carves, duplicates.links(digests)
+        [e for e in examples if digests[e.key]], source.carves, duplicates.links(digests)
       )
-      examples = sorted(examples + failed, key=lambda e: (_split_sort_key(e.split), e.path))
+      examples = sorted(examples + failed, key=lambda e: (_split_sort_key(e.split), e.path, e.segment or ()))
     by_split: dict[str, list[Example]] = {}
     for e in examples:
       by_split.setdefault(e.split, []).append(e)
@@ -320,6 +327,7 @@ def pack(
         "hop_seconds": settings.hop_seconds,
         "source": source.name,
         "multi_label": bool(source.multi_label),
+        **({"class_ids": list(source.class_ids)} if source.class_ids else {}),
       },
       description=description,
       shard_size_mb=shard_size_mb,
@@ -346,6 +354,7 @@ def pack(
     "sample_rate": sr,
     "class_names": list(source.class_names),
     "num_classes": len(source.class_names),
+    **({"class_ids": list(source.class_ids)} if source.class_ids else {}),  # a corpus's own class ids, if any
     "multi_label": bool(source.multi_label),
     "clip_mode": clip_mode,
     "window_seconds": settings.window_seconds,
@@ -390,7 +399,7 @@ def _all_bad_splits(decoder, by_split: dict[str, list[Example]], check) -> dict:
     for split, (example, result) in zip(unresolved, decoder.imap(batch), strict=True):
       audio, reason, _ = check(result)
       if audio is None:
-        failures[split].append((example.path, reason))
+        failures[split].append((example.key, reason))
         if len(failures[split]) < len(by_split[split]):
           still.append(split)
     unresolved = still

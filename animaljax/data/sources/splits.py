@@ -199,19 +199,20 @@ def carve_examples(
   Args:
     examples: every clip of the source, fixed and carved; only carved ones change.
     carves: `Example.carve` -> how that pool is divided.
-    links: sets of paths that must stay together besides those sharing a `group` (the packer's exact
-      duplicates); they may tie carved clips through a fixed one, which stays where it is.
+    links: sets of `Example.key`s (paths; `path@start-end` for segments) that must stay together besides
+      those sharing a `group` (the packer's exact duplicates); they may tie carved clips through a fixed one,
+      which stays where it is.
   Returns:
     The examples sorted by (split, path), carved ones with their new split.
   Raises:
     ValueError: an example names a carve that `carves` lacks.
   """
-  components = _Components()
+  components = _Components()  # over `Example.key`: the path, or `path@start-end` for a segment of a file
   first_of_group: dict[str, str] = {}
   for e in examples:
-    components.root(e.path)
+    components.root(e.key)
     if e.group:
-      components.join(first_of_group.setdefault(e.group, e.path), e.path)
+      components.join(first_of_group.setdefault(e.group, e.key), e.key)
   for paths in links:
     paths = list(paths)
     for p in paths[1:]:
@@ -224,8 +225,8 @@ def carve_examples(
     units: dict[str, list[tuple[str, str]]] = {}
     for e in examples:
       if e.carve == name:
-        units.setdefault(components.root(e.path), []).append((e.path, e.stratum or e.label_name))
+        units.setdefault(components.root(e.key), []).append((e.key, e.stratum or e.label_name))
     c = carves[name]
     assigned.update(grouped_split(units.values(), c.ratios, c.seed, c.splits))
-  out = [dataclasses.replace(e, split=assigned[e.path]) if e.carve else e for e in examples]
-  return sorted(out, key=lambda e: (e.split, e.path))
+  out = [dataclasses.replace(e, split=assigned[e.key]) if e.carve else e for e in examples]
+  return sorted(out, key=lambda e: (e.split, e.path, e.segment or ()))
