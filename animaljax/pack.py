@@ -54,14 +54,18 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
   p = cli.ArgumentParser(prog="python -m animaljax.pack", description=__doc__.splitlines()[0])
   p.add_argument("--source", required=True, choices=tuple(SOURCES))
   p.add_argument(
-    "--root", help="corpus folder (folder, esc50, raven) or manifest file (csv); unused for synthetic"
+    "--root",
+    help="corpus folder (folder, esc50, raven, audioset) or manifest file (csv: path,label[s] or BirdCLEF's "
+    "train_metadata.csv); unused for synthetic",
   )
   p.add_argument("--out", required=True, help="dataset folder to create (the TFDS dataset directory itself)")
   p.add_argument("--name", default="animal_sounds", help="dataset name, the shard file prefix")
   p.add_argument("--sample-rate", type=_sample_rate, default=32000)
   groups = ", ".join(CATEGORY_GROUPS)
   p.add_argument(
-    "--category", help=f"esc50: a group ({groups}) or comma-separated category names; default: all"
+    "--category",
+    help=f"esc50: a group ({groups}) or comma-separated category names; audioset: an ontology node by name or "
+    "id (Animal, /m/0jbk) whose whole subtree is kept; default: all",
   )
   p.add_argument(
     "--workers",
@@ -85,7 +89,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--seed",
     type=cli.nonnegative_int,
     default=0,
-    help="split seed (folder, csv, raven) or generator seed (synthetic)",
+    help="split seed (folder, csv, raven, audioset) or generator seed (synthetic)",
   )
   p.add_argument(
     "--split-ratios", type=_ratios, default=None, help="train,validation,test for folder/csv/raven"
@@ -116,6 +120,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     choices=UNANNOTATED,
     help="raven: a recording without a selection table is rejected (default) or packed as all negatives",
   )
+  p.add_argument(
+    "--include-unbalanced",
+    action="store_true",
+    help="audioset: also pack unbalanced_train_segments.csv (the clips downloaded of it) as train",
+  )
   p.add_argument("--shard-size-mb", type=cli.positive_float, default=256.0)
   p.add_argument(
     "--overwrite", action="store_true", help="replace the finished pack in --out (never any other folder)"
@@ -141,6 +150,7 @@ def source_kwargs(args: argparse.Namespace) -> dict:
     min_overlap_seconds=args.min_overlap,
     classes=args.classes,
     unannotated=args.unannotated,
+    include_unbalanced=args.include_unbalanced,
   )
 
 

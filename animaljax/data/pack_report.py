@@ -71,8 +71,10 @@ def print_summary(summary: dict[str, Any], rejected, warned, out_dir: pathlib.Pa
       f"  {split:>10}: {s['num_examples']:6d} records, {s['seconds']:9.1f} s, {s['num_shards']} shard(s): {counts}"
     )
   print(f"  rejected: {len(rejected)} file(s) (rejected.csv)")
-  for path, reason in rejected:
+  for path, reason in rejected[:20]:  # AudioSet lists thousands of clips not downloaded: the csv has them all
     print(f"    {path}: {reason}")
+  if len(rejected) > 20:
+    print(f"    ... {len(rejected) - 20} more (rejected.csv)")
   if warned:
     print(f"  warnings: {len(warned)} file(s) kept with a warning (warnings.csv)")
   for path, reason in warned[:20]:

@@ -116,9 +116,9 @@ def test_parse_category():
 
 
 def test_options_that_do_not_fit_are_refused_in_each_callers_words():
-  with pytest.raises(ValueError, match="^--category applies to --source esc50 only, not folder$"):
+  with pytest.raises(ValueError, match="^--category applies to --source esc50 and audioset only, not folder$"):
     _from_flags("--source", "folder", "--root", "R", "--category", "animals")
-  with pytest.raises(ValueError, match="^data.category applies to data.source esc50 only, not folder$"):
+  with pytest.raises(ValueError, match="^data.category applies to data.source esc50 and audioset only, not folder$"):
     source_kwargs("folder", root="R", category="animals", names=CONFIG_NAMES)
   with pytest.raises(ValueError, match=r"^--source esc50 needs --root \(the corpus folder\)$"):
     _from_flags("--source", "esc50")

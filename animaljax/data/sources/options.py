@@ -15,6 +15,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from animaljax.data.sources.audioset import AudioSetSource
 from animaljax.data.sources.base import Source, check_split_ratios
 from animaljax.data.sources.csv_manifest import CsvSource
 from animaljax.data.sources.esc50 import GROUPS, Esc50Source
@@ -30,9 +31,10 @@ SOURCES: dict[str, type[Source]] = {
   "csv": CsvSource,
   "synthetic": SyntheticSource,
   "raven": RavenSource,
+  "audioset": AudioSetSource,
 }
 # The keyword under which each source takes `root`: a csv source reads a manifest file, not a folder.
-_ROOT_KEYWORD = {"esc50": "root", "folder": "root", "csv": "manifest", "raven": "root"}
+_ROOT_KEYWORD = {"esc50": "root", "folder": "root", "csv": "manifest", "raven": "root", "audioset": "root"}
 # ESC-50's category groups (blocks of ten targets), in target order: the values `category` takes by name.
 CATEGORY_GROUPS = tuple(GROUPS)
 
@@ -45,6 +47,7 @@ FLAG_NAMES = {
   "split_ratios": "--split-ratios",
   "group_by": "--group-by",
   "folds": "folds",  # no pack flag: only the trainer picks folds (smoke runs)
+  "include_unbalanced": "--include-unbalanced",
   "label_column": "--label-column",
   "min_overlap_seconds": "--min-overlap",
   "classes": "--classes",
@@ -58,6 +61,7 @@ CONFIG_NAMES = {
   "split_ratios": "data.split_ratios",
   "group_by": "data.group_by",
   "folds": "the folds of data.train_split/eval_split",
+  "include_unbalanced": "include_unbalanced",  # no config field: pack the unbalanced set with the command
   "label_column": "data.label_column",
   "min_overlap_seconds": "data.min_overlap_seconds",
   "classes": "data.classes",
@@ -67,7 +71,8 @@ CONFIG_NAMES = {
 # pack other clips than asked for. (Generator settings and `root` are instead ignored where they do not apply: a
 # config carries `data.synthetic_*` defaults whatever its source.)
 _WHICH = {
-  "category": ("esc50",),
+  "category": ("esc50", "audioset"),
+  "include_unbalanced": ("audioset",),
   "folds": ("esc50",),
   "split_ratios": ("folder", "csv", "raven"),
   "group_by": ("folder", "csv", "esc50", "raven"),
@@ -134,6 +139,7 @@ def source_kwargs(
   synthetic_clips_per_class: Sequence[int] | None = None,
   synthetic_clip_seconds: float | None = None,
   synthetic_multi_label: bool | None = None,
+  include_unbalanced: bool | None = None,
   label_column: str | None = None,
   min_overlap_seconds: float | None = None,
   classes: str | Sequence[str] | None = None,
@@ -146,7 +152,8 @@ def source_kwargs(
     source: a key of `SOURCES`.
     root: the corpus folder (esc50, folder, raven) or manifest file (csv); required for those, ignored for
       synthetic.
-    category: esc50 only: see `parse_category`; None or "" keeps every class.
+    category: esc50: see `parse_category`; audioset: an ontology node's name or id ("Animal", "/m/0jbk"), or a
+      list of them, whose subtree is kept (`AudioSetSource`); None or "" keeps every class.
     seed: the split seed (folder, csv, raven) or generator seed (synthetic); unused by esc50 (fixed folds).
     split_ratios: folder, csv and raven only: `train,validation,test` weights (None: the source's default).
     group_by: folder, csv, esc50 and raven: a regex on file names (without extension) whose first capture
@@ -154,6 +161,7 @@ def source_kwargs(
       carved splits. None or "": the source's default (folder, raven: none; csv: its `group` column if any;
       esc50: the `src_file` column).
     folds: esc50 only: keep only these folds (None: all).
+    include_unbalanced: audioset only: also pack unbalanced_train_segments.csv as train.
     synthetic_classes, synthetic_clips_per_class, synthetic_clip_seconds, synthetic_multi_label: the
       generator's settings (None: its default; multi-label: annotated recordings, see `SyntheticSource`);
       ignored by the other sources.
@@ -175,6 +183,7 @@ def source_kwargs(
     "folds": folds is not None,
     "split_ratios": split_ratios is not None,
     "group_by": group_by not in (None, ""),
+    "include_unbalanced": bool(include_unbalanced),
     "label_column": label_column not in (None, ""),
     "min_overlap_seconds": min_overlap_seconds is not None,
     "classes": classes not in (None, "", ()),
@@ -206,6 +215,13 @@ def source_kwargs(
     if folds is not None:
       kwargs["folds"] = sorted({int(k) for k in folds})
     return kwargs  # ESC-50's folds are fixed: no seed
+  if source == "audioset":
+    if given["category"]:  # one ontology node (its name may hold commas: "Domestic animals, pets") or a list
+      kwargs["category"] = (
+        category.strip() if isinstance(category, str) else [str(c).strip() for c in category]
+      )
+    if include_unbalanced:
+      kwargs["include_unbalanced"] = True
   kwargs["seed"] = int(seed)
   if split_ratios is not None:
     try:
