@@ -51,6 +51,7 @@ class DataConfig:
   file_format: str = "tfrecord"  # tfrecord | array_record
   clip_mode: str = "keep"  # packing: keep whole clips or cut `window_seconds` windows
   window_seconds: float = 5.0
+  hop_seconds: float = 0.0  # packing windows: seconds between window starts; 0 = window_seconds (no overlap)
   synthetic_classes: int = 6  # synthetic source only
   synthetic_clips_per_class: tuple[int, ...] = (48, 8, 8)  # synthetic: (train, validation, test) per class
   synthetic_clip_seconds: float = 2.0
@@ -243,6 +244,7 @@ _RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
   "data.worker_count": (lambda v: v >= 0, "an integer >= 0"),
   "data.synthetic_classes": (lambda v: v >= 1, "an integer >= 1"),
   "data.synthetic_clip_seconds": (lambda v: v > 0, "> 0 seconds"),
+  "data.hop_seconds": (lambda v: v >= 0, ">= 0 seconds (0 = the window)"),
   "train.steps": (lambda v: v >= 1, "an integer >= 1"),
   "train.batch_size": (lambda v: v >= 1, "an integer >= 1"),
   "train.lr": (lambda v: v >= 0, ">= 0 (0 freezes the parameters)"),

@@ -67,7 +67,8 @@ def ensure_packed(c: RunConfig) -> PackedDataset:
       f"pack:{path}",
       lambda: pack(
         make_source(d.source, **_source_kwargs(c)), path, sample_rate=d.sample_rate, clip_mode=d.clip_mode,
-        window_seconds=d.window_seconds, file_format=d.file_format, progress=True,
+        window_seconds=d.window_seconds, hop_seconds=d.hop_seconds or None, file_format=d.file_format,
+        progress=True,
       ),
     )  # fmt: skip
     if not (path / "summary.json").is_file():
