@@ -34,3 +34,11 @@ def test_the_folder_cpu_recipe_is_the_measured_one():
 
   c = config_lib.parse(cnn14_folder.get_config("cpu"))
   assert (c.data.short_clips, c.train.noise_p, c.model.encoder, c.train.steps) == ("loop", 0.5, "cnn6", 900)
+
+
+def test_an_ontology_category_makes_a_flat_pack_folder_name(tmp_path):
+  """AudioSet categories are ontology ids or lists ("/m/0jbk,Bird"): only word characters reach the folder."""
+  c = config_lib.parse(importlib.import_module("configs.cnn14_audioset_animals").get_config())
+  c = config_lib.replace(c, data={"category": "/m/0jbk, Bird"})
+  resolved = config_lib.resolve(c, tmp_path / "runs" / "x")
+  assert pathlib.Path(resolved.data.dir) == tmp_path / "runs" / "packed" / "audioset-m_0jbk_Bird-32k"

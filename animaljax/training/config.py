@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import pathlib
+import re
 import typing
 from collections.abc import Mapping
 from typing import Any
@@ -60,6 +61,7 @@ class DataConfig:
   # ("" = the first of Species, Annotation, Label, Class); the seconds a box must overlap a window to switch its
   # class on (< 0 = the source's default, 0.5); the labels to keep (comma-separated, "" = all); a recording
   # without a table: "" or "reject" refuses it, "negative" packs its windows as negatives.
+  include_unbalanced: bool = False  # audioset: also pack unbalanced_train_segments.csv's downloaded clips as train
   label_column: str = ""
   min_overlap_seconds: float = -1.0
   classes: str = ""
@@ -364,7 +366,9 @@ def resolve(config: Any, workdir: str | pathlib.Path) -> RunConfig:
   d = c.data
   data_dir = d.dir
   if not data_dir:
-    name = d.source + (f"-{d.category.replace(',', '_')}" if d.category else "")
+    # A category may be an ontology id ("/m/0jbk") or a list: only word characters reach the folder name.
+    category = re.sub(r"[^\w.-]+", "_", d.category).strip("_.")
+    name = d.source + (f"-{category}" if category else "")
     if d.source != "synthetic":  # the same corpus packed for CNN14 (32 kHz) and for AST (16 kHz) side by side
       name += f"-{d.sample_rate // 1000}k"
     name += "-smoke" if c.smoke else ""

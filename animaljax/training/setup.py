@@ -42,6 +42,7 @@ def _source_kwargs(c: RunConfig) -> dict:
     synthetic_classes=d.synthetic_classes, synthetic_clips_per_class=d.synthetic_clips_per_class,
     synthetic_clip_seconds=d.synthetic_clip_seconds, synthetic_multi_label=d.synthetic_multi_label,
     label_column=d.label_column, classes=d.classes, unannotated=d.unannotated,
+    include_unbalanced=d.include_unbalanced or None,
     min_overlap_seconds=d.min_overlap_seconds if d.min_overlap_seconds >= 0 else None, names=CONFIG_NAMES,
   )  # fmt: skip
 

@@ -61,7 +61,7 @@ CONFIG_NAMES = {
   "split_ratios": "data.split_ratios",
   "group_by": "data.group_by",
   "folds": "the folds of data.train_split/eval_split",
-  "include_unbalanced": "include_unbalanced",  # no config field: pack the unbalanced set with the command
+  "include_unbalanced": "data.include_unbalanced",
   "label_column": "data.label_column",
   "min_overlap_seconds": "data.min_overlap_seconds",
   "classes": "data.classes",
