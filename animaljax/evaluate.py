@@ -19,6 +19,10 @@ cmAP, micro AP, ROC-AUC, d', lwlrap and precision / recall / F1 at its stored pe
 one for all), its windows max-pooled as predict pools them; --out gets metrics.json, per_class.csv,
 predictions.csv, per_class_ap.png and pr_curves.png. --raven DIR also scores its detections event by event
 against the Raven selection tables of the recordings under DIR (`animaljax.inference.evaluate_multilabel`).
+
+--noise DIR [--snr 20,10,5,0] draws a robustness curve: the clean score, then the same clips mixed with the noise
+recordings under DIR at each SNR (the same mixtures for every model: `animaljax.inference.robustness`); it prints
+the table and --out gets robustness.csv, robustness.png and robustness.json besides the clean metrics.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ import pathlib
 import sys
 
 from animaljax import cli
-from animaljax.inference import evaluate, evaluate_multilabel, files, outputs
+from animaljax.inference import evaluate, evaluate_multilabel, files, outputs, robustness
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -57,6 +61,11 @@ def _parser() -> argparse.ArgumentParser:
     "--min-overlap", type=cli.positive_float, default=0.5,
     help="--raven: seconds a detection and a reference box must overlap to match (or the shorter one whole)",
   )  # fmt: skip
+  parser.add_argument(
+    "--noise", help="a folder of held-out noise recordings: also score the data mixed with them at each --snr",
+  )  # fmt: skip
+  parser.add_argument("--snr", default="20,10,5,0", help="with --noise: SNRs in dB, comma-separated")
+  parser.add_argument("--noise-seed", type=cli.nonnegative_int, default=0, help="with --noise: which noise where")
   parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="windows per forward pass")
   parser.add_argument(
     "--max-seconds", type=cli.positive_float, default=7200.0, help="longest file read (whole)"
@@ -73,7 +82,12 @@ def run(args: argparse.Namespace) -> int:
     raise cli.UserError("--split goes with --data; --files scores the whole folder")
   if args.out is not None:
     evaluate.check_out_dir(args.out)  # before the model runs, not after
+  snrs = robustness.parse_snrs(args.snr) if args.noise is not None else ()
+  if args.noise is not None and args.raven is not None:
+    raise cli.UserError("--noise scores clips (--data or --files), not Raven events")
   predictor = files.load_model(args.model, args.hop)
+  if args.noise is not None:
+    return _run_robustness(args, predictor, snrs)
   if predictor.multi_label or args.raven is not None or (args.data is not None and _multi_label_pack(args.data)):
     return _run_multilabel(args, predictor)
   if args.threshold is not None:
@@ -88,6 +102,57 @@ def run(args: argparse.Namespace) -> int:
   print("\n".join(evaluate.summary_lines(result)))
   if args.out is not None:
     print(f"wrote {evaluate.METRICS_JSON}, the CSVs and the charts to {args.out}")
+  return 0
+
+
+def _run_robustness(args: argparse.Namespace, predictor, snrs: tuple[float, ...]) -> int:
+  """The clean score and the score at each SNR of the data mixed with `--noise` (`inference.robustness`)."""
+  noise = robustness.noise_recordings(args.noise, predictor.sample_rate)
+  multi = predictor.multi_label or (args.data is not None and _multi_label_pack(args.data))
+  common = {"hop": args.hop, "batch_size": args.batch_size, "quiet": True}
+  results = []
+
+  def run(transform):
+    if multi:
+      if args.data is None:
+        raise cli.UserError("a multi-label robustness curve needs --data (a multi-label pack)")
+      result = evaluate_multilabel.evaluate_split_multilabel(
+        predictor, args.data, args.split, pool=args.pool or ("max" if predictor.multi_label else "mean"),
+        threshold=args.threshold, transform=transform, **common,
+      )  # fmt: skip
+    elif args.data is not None:
+      result = evaluate.evaluate_split(predictor, args.data, args.split, pool=args.pool or "mean",
+                                       transform=transform, **common)  # fmt: skip
+    else:
+      result = evaluate.evaluate_files(predictor, args.files, pool=args.pool or "mean", transform=transform,
+                                       max_seconds=args.max_seconds, **common)  # fmt: skip
+    results.append(result)
+    return result
+
+  metrics = ("mAP", "f1") if multi else ("accuracy", "macro_f1")
+  rows = robustness.curve(run, noise, snrs, seed=args.noise_seed, metrics=metrics)
+  width = max(len(m) for m in metrics) + 2
+  print(f"{len(noise)} noise recording(s) from {args.noise}; {rows[0]['num_examples']} clips")
+  print("snr_db".ljust(8) + "".join(m.rjust(width) for m in metrics))
+  for r in rows:
+    name = "clean" if r["snr_db"] is None else f"{r['snr_db']:g}"
+    print(name.ljust(8) + "".join(("n/a" if r[m] is None else f"{r[m]:.4f}").rjust(width) for m in metrics))
+  if args.out is not None:
+    import json  # noqa: PLC0415
+
+    from animaljax.data import atomic  # noqa: PLC0415
+
+    out = pathlib.Path(args.out)
+    if multi:
+      evaluate_multilabel.write_outputs_multilabel(results[0], out)
+    else:
+      evaluate.write_outputs(results[0], out)  # the clean score, as without --noise
+    atomic.write_text(out / robustness.CURVE_CSV, robustness.curve_csv(rows, metrics))
+    atomic.write_bytes(out / robustness.CURVE_PNG, robustness.curve_png(rows, metrics[0]))
+    record = {"model": str(predictor.path), "data": args.data or args.files, "split": args.split,
+              "noise": str(pathlib.Path(args.noise).absolute()), "noise_seed": args.noise_seed, "curve": rows}  # fmt: skip
+    atomic.write_text(out / robustness.CURVE_JSON, json.dumps(record, indent=2) + "\n")
+    print(f"wrote {robustness.CURVE_CSV}, {robustness.CURVE_PNG} and the clean metrics to {args.out}")
   return 0
 
 

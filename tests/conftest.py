@@ -38,3 +38,12 @@ def esc50_root() -> pathlib.Path:
       f"real ESC-50 animal clips not found at {root} (set ANIMALJAX_SHARED_DATA to the shared/data folder)"
     )
   return root
+
+
+@pytest.fixture(scope="session")
+def wind_root() -> pathlib.Path:
+  """The 24 real wind recordings (ESC-50 'wind', 5 s FLAC, named by fold) or a clear skip."""
+  root = SHARED_DATA / "noise" / "wind"
+  if not root.is_dir() or not any(root.glob("*.flac")):
+    pytest.skip(f"real wind recordings not found at {root} (set ANIMALJAX_SHARED_DATA to the shared/data folder)")
+  return root

@@ -21,7 +21,7 @@ import json
 import os
 import pathlib
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
@@ -38,6 +38,7 @@ PER_CLASS_CSV = "per_class.csv"
 PREDICTIONS_CSV = "predictions.csv"
 PREDICTION_COLUMNS = ("file", "true", "predicted", "score")
 PER_CLASS_COLUMNS = ("class", "precision", "recall", "f1", "support", "ap")
+Transform = Callable[[str, np.ndarray], np.ndarray]  # (clip name, wave at the model's rate) -> wave
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -143,6 +144,7 @@ def evaluate_split(
   hop: float | None = None,
   batch_size: int = 16,
   quiet: bool = False,
+  transform: Transform | None = None,
 ) -> dict:
   """Scores every labelled record of a packed split (`"test"`, or `"fold4+fold5"`), each clip whole.
 
@@ -151,6 +153,8 @@ def evaluate_split(
     pack_dir: a folder written by `python -m animaljax.pack`; split: one of its splits (or a "+" of them).
     pool: "mean" or "max" of the window probabilities, as predict's `--pool`; hop: seconds between windows
       (None: one window), as predict's `--hop`; batch_size: windows per forward pass; quiet: no progress bar.
+    transform: `(name, wave) -> wave` applied to each clip at the model's rate before it is windowed (the
+      noise mixing of a robustness curve, `inference.robustness`); None: the clips as they are.
   Returns:
     `classification_report`'s dict over the model's labels, plus "model", "data", "split", "pool", "hop_s",
     "num_skipped" / "skipped" (unlabelled records are not scored) and "predictions": one `{"file", "true",
@@ -187,13 +191,25 @@ def evaluate_split(
       if rec["audio"].size == 0:
         yield name, AudioError(name, "zero samples")
       else:
-        yield name, pack_wave(rec["audio"], pack.sample_rate, predictor.sample_rate)
+        wave = pack_wave(rec["audio"], pack.sample_rate, predictor.sample_rate)
+        yield name, wave if transform is None else transform(name, wave)
 
   scans = predictor.scan_waves(clips(), hop_seconds=hop, batch_size=batch_size)
   rows, probs, skipped = _score(predictor, scans, truth, pool=pool, total=len(source), quiet=quiet)
   skipped += [f"{name}: unlabelled" for name in unlabelled]
   meta = {"data": str(pack.path), "split": split, "pool": pool, "hop_s": hop}
   return _report(predictor, rows, probs, skipped, meta)
+
+
+def _read_transformed(
+  predictor: Predictor, paths: Sequence[str], max_seconds: float, transform: Transform
+) -> Iterator[tuple[str, np.ndarray | AudioError]]:
+  """`(path, transform(path, wave))` of each file as `predict` decodes it, or the AudioError that stopped it."""
+  for path in paths:
+    try:
+      yield path, transform(path, predictor.load_file(path, max_seconds))
+    except AudioError as err:
+      yield path, err
 
 
 def list_class_folders(folder: str | os.PathLike) -> list[tuple[str, str]]:
@@ -226,6 +242,7 @@ def evaluate_files(
   batch_size: int = 16,
   max_seconds: float = 7200.0,
   quiet: bool = False,
+  transform: Transform | None = None,
 ) -> dict:
   """Scores a class-per-folder tree (`folder/<class>/**/<audio>`), each file decoded as `predict` decodes it.
 
@@ -237,9 +254,13 @@ def evaluate_files(
   listed = list_class_folders(folder)
   check_classes([c for _, c in listed], predictor.labels, f"the class folders of {folder}")
   truth = [c for _, c in listed]
-  scans = predictor.scan(
-    [f for f, _ in listed], hop_seconds=hop, batch_size=batch_size, max_seconds=max_seconds
-  )
+  if transform is None:
+    scans = predictor.scan(
+      [f for f, _ in listed], hop_seconds=hop, batch_size=batch_size, max_seconds=max_seconds
+    )
+  else:
+    scans = predictor.scan_waves(_read_transformed(predictor, [f for f, _ in listed], max_seconds, transform),
+                                 hop_seconds=hop, batch_size=batch_size)  # fmt: skip
   rows, probs, skipped = _score(predictor, scans, truth, pool=pool, total=len(listed), quiet=quiet)
   meta = {"data": str(pathlib.Path(folder).absolute()), "split": None, "pool": pool, "hop_s": hop}
   return _report(predictor, rows, probs, skipped, meta)

@@ -56,8 +56,10 @@ def evaluate_split_multilabel(
   batch_size: int = 16,
   threshold: float | None = None,
   quiet: bool = False,
+  transform=None,
 ) -> dict:
-  """Scores every record of a split of a multi-label pack (see the module docstring).
+  """Scores every record of a split of a multi-label pack (see the module docstring); `transform` as
+  `evaluate.evaluate_split`'s.
 
   Returns:
     `multilabel_report`'s dict over the model's labels at `thresholds_of(predictor, threshold)`, plus "model",
@@ -93,7 +95,8 @@ def evaluate_split_multilabel(
       if rec["audio"].size == 0:
         yield name, AudioError(name, "zero samples")
       else:
-        yield name, pack_wave(rec["audio"], pack.sample_rate, predictor.sample_rate)
+        wave = pack_wave(rec["audio"], pack.sample_rate, predictor.sample_rate)
+        yield name, wave if transform is None else transform(name, wave)
 
   rows, targets, scores, skipped = [], [], [], []
   with _progress(len(source), quiet) as bar:
