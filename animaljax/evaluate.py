@@ -43,7 +43,9 @@ def _parser() -> argparse.ArgumentParser:
   data = parser.add_mutually_exclusive_group(required=True)
   data.add_argument("--data", help="a packed dataset folder (python -m animaljax.pack --out ...)")
   data.add_argument("--files", help="a class-per-folder tree: FOLDER/<class>/*.wav")
-  data.add_argument("--raven", help="multi-label models: recordings with Raven selection tables, scored by event")
+  data.add_argument(
+    "--raven", help="multi-label models: recordings with Raven selection tables, scored by event"
+  )
   parser.add_argument("--split", help="with --data: the split to score (test, validation, fold5, ...)")
   parser.add_argument("--out", help="write metrics.json, the CSVs and the charts into this folder")
   parser.add_argument(
@@ -65,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
     "--noise", help="a folder of held-out noise recordings: also score the data mixed with them at each --snr",
   )  # fmt: skip
   parser.add_argument("--snr", default="20,10,5,0", help="with --noise: SNRs in dB, comma-separated")
-  parser.add_argument("--noise-seed", type=cli.nonnegative_int, default=0, help="with --noise: which noise where")
+  parser.add_argument(
+    "--noise-seed", type=cli.nonnegative_int, default=0, help="with --noise: which noise where"
+  )
   parser.add_argument("--batch-size", type=cli.positive_int, default=16, help="windows per forward pass")
   parser.add_argument(
     "--max-seconds", type=cli.positive_float, default=7200.0, help="longest file read (whole)"
@@ -88,7 +92,11 @@ def run(args: argparse.Namespace) -> int:
   predictor = files.load_model(args.model, args.hop)
   if args.noise is not None:
     return _run_robustness(args, predictor, snrs)
-  if predictor.multi_label or args.raven is not None or (args.data is not None and _multi_label_pack(args.data)):
+  if (
+    predictor.multi_label
+    or args.raven is not None
+    or (args.data is not None and _multi_label_pack(args.data))
+  ):
     return _run_multilabel(args, predictor)
   if args.threshold is not None:
     raise cli.UserError(f"--threshold applies to multi-label models and packs; {args.model} is single-label")
@@ -168,7 +176,9 @@ def _multi_label_pack(path: str) -> bool:
 def _run_multilabel(args: argparse.Namespace, predictor) -> int:
   ml = evaluate_multilabel
   if args.files is not None:
-    raise cli.UserError("a multi-label model is scored on a multi-label pack (--data) or Raven tables (--raven)")
+    raise cli.UserError(
+      "a multi-label model is scored on a multi-label pack (--data) or Raven tables (--raven)"
+    )
   if args.raven is not None:
     from animaljax.data.sources.raven import read_annotated_recordings  # noqa: PLC0415
 

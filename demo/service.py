@@ -147,7 +147,9 @@ def summary(ranking: list[dict]) -> str:
     found = [r["label"] for r in ranking if r["detected"]]
     if not found:
       return f"**nothing detected**: the highest score is {top['label']} at {top['score']:.2f}, below its threshold."
-    return "**detected**: " + ", ".join(found) + " (independent probabilities: several sounds may be present)."
+    return (
+      "**detected**: " + ", ".join(found) + " (independent probabilities: several sounds may be present)."
+    )
   if top["source"] == "unknown":
     return "**unknown**: no class of the model is confident and no enrolled species is close enough."
   if top["source"] == "enrolled":

@@ -45,5 +45,7 @@ def wind_root() -> pathlib.Path:
   """The 24 real wind recordings (ESC-50 'wind', 5 s FLAC, named by fold) or a clear skip."""
   root = SHARED_DATA / "noise" / "wind"
   if not root.is_dir() or not any(root.glob("*.flac")):
-    pytest.skip(f"real wind recordings not found at {root} (set ANIMALJAX_SHARED_DATA to the shared/data folder)")
+    pytest.skip(
+      f"real wind recordings not found at {root} (set ANIMALJAX_SHARED_DATA to the shared/data folder)"
+    )
   return root

@@ -194,7 +194,9 @@ class DecodedCache:
   def __init__(self, path: os.PathLike | str):
     self._path = os.fspath(path)
     self._file = open(self._path, "w+b")  # noqa: SIM115 - held until close()
-    self._index: dict[str, tuple[int, int, Result]] = {}  # Example.key -> (byte offset, samples, result sans audio)
+    self._index: dict[
+      str, tuple[int, int, Result]
+    ] = {}  # Example.key -> (byte offset, samples, result sans audio)
 
   @classmethod
   def fill(

@@ -111,7 +111,13 @@ class _ClipReader:
     # reproducible and a restored iterator crops exactly as the original would have.
     key = (self.seed, self.order.epoch(position), example)
     audio = crop_or_pad(parsed["audio"], self.length, self.crop, key, self.short)
-    return {"audio": audio, "label": parsed["label"], "labels": parsed["labels"], "index": example, "mask": True}
+    return {
+      "audio": audio,
+      "label": parsed["label"],
+      "labels": parsed["labels"],
+      "index": example,
+      "mask": True,
+    }
 
 
 @dataclasses.dataclass(frozen=True)

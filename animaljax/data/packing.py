@@ -270,8 +270,11 @@ def pack(
         else:
           st["per_class"][example.label_name or UNLABELLED_KEY] += 1
         st["samples"] += piece.shape[0]
-        yield f"{index:09d}/{start:012d}", tfds_builder.record_dict(
-          piece, example, offset + start / sr, duration, labels=labels, label_name=name
+        yield (
+          f"{index:09d}/{start:012d}",
+          tfds_builder.record_dict(
+            piece, example, offset + start / sr, duration, labels=labels, label_name=name
+          ),
         )
 
   workers = (os.cpu_count() or 1) if workers is None else workers

@@ -121,7 +121,11 @@ def _progress_bar_shown() -> bool:
 
 
 def record_dict(
-  audio: np.ndarray, example, start_s: float, duration_s: float, labels: tuple[int, ...] | None = None,
+  audio: np.ndarray,
+  example,
+  start_s: float,
+  duration_s: float,
+  labels: tuple[int, ...] | None = None,
   label_name: str | None = None,
 ) -> dict[str, Any]:
   """The feature dict of one window of `example` (a `sources.base.Example`); `labels` (default

@@ -204,10 +204,14 @@ def evaluate_events(
   Returns:
     `event_scores` plus "num_recordings", "skipped" and "min_overlap_s".
   """
-  check_classes(sorted({c for _, events in recordings for *_, c in events}), predictor.labels, "the Raven tables")
+  check_classes(
+    sorted({c for _, events in recordings for *_, c in events}), predictor.labels, "the Raven tables"
+  )
   thresholds = thresholds_of(predictor, threshold)
   counts, skipped = [], []
-  scans = predictor.scan([f for f, _ in recordings], hop_seconds=hop, batch_size=batch_size, max_seconds=max_seconds)
+  scans = predictor.scan(
+    [f for f, _ in recordings], hop_seconds=hop, batch_size=batch_size, max_seconds=max_seconds
+  )
   with _progress(len(recordings), quiet) as bar:
     for (_, reference), scan in zip(recordings, scans, strict=True):
       bar.update()
@@ -239,10 +243,16 @@ def write_outputs_multilabel(result: dict, out_dir: str | os.PathLike) -> list[p
   files = {
     "metrics.json": (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"),
     "per_class.csv": _csv(PER_CLASS_COLUMNS, rows).encode("utf-8"),
-    "predictions.csv": _csv(PREDICTION_COLUMNS, [tuple(r[k] for k in PREDICTION_COLUMNS)
-                                                 for r in result["predictions"]]).encode("utf-8"),  # fmt: skip
-    **multilabel_charts(result, result["_targets"], result["_scores"], list(result["per_class"]),
-                        f"mAP {result['mAP'] or 0:.3f} ({result['num_examples']} clips)"),  # fmt: skip
+    "predictions.csv": _csv(
+      PREDICTION_COLUMNS, [tuple(r[k] for k in PREDICTION_COLUMNS) for r in result["predictions"]]
+    ).encode("utf-8"),  # fmt: skip
+    **multilabel_charts(
+      result,
+      result["_targets"],
+      result["_scores"],
+      list(result["per_class"]),
+      f"mAP {result['mAP'] or 0:.3f} ({result['num_examples']} clips)",
+    ),  # fmt: skip
   }
   if "event_per_class" in result:
     files["events.csv"] = _csv(EVENT_COLUMNS, [(c, *(m[k] for k in EVENT_COLUMNS[1:]))
@@ -268,7 +278,9 @@ def summary_lines_multilabel(result: dict, worst: int = 3) -> list[str]:
     present = [(m["AP"], n, m) for n, m in result["per_class"].items() if m["AP"] is not None]
     if present:
       picked = sorted(present, key=lambda t: (t[0], t[1]))[:worst]
-      lines.append("worst classes: " + ", ".join(f"{n} (AP {m['AP']:.2f}, n={m['support']})" for _, n, m in picked))
+      lines.append(
+        "worst classes: " + ", ".join(f"{n} (AP {m['AP']:.2f}, n={m['support']})" for _, n, m in picked)
+      )
   if "event_micro" in result:
     m = result["event_micro"]
     lines.append(

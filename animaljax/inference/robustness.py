@@ -28,7 +28,9 @@ CURVE_PNG = "robustness.png"
 CURVE_JSON = "robustness.json"
 
 
-def noise_recordings(folder: str | os.PathLike, sample_rate: int, max_seconds: float = 3600.0) -> list[np.ndarray]:
+def noise_recordings(
+  folder: str | os.PathLike, sample_rate: int, max_seconds: float = 3600.0
+) -> list[np.ndarray]:
   """Every audio file under `folder` (recursive, sorted; hidden ones skipped) at `sample_rate`, mono float32.
 
   Raises:
@@ -55,7 +57,7 @@ def noise_recordings(folder: str | os.PathLike, sample_rate: int, max_seconds: f
 
 
 def parse_snrs(text: str) -> tuple[float, ...]:
-  """"20,10,5,0" -> (20.0, 10.0, 5.0, 0.0); ValueError for an empty list or a non-finite value."""
+  """ "20,10,5,0" -> (20.0, 10.0, 5.0, 0.0); ValueError for an empty list or a non-finite value."""
   try:
     values = tuple(float(v) for v in text.split(",") if v.strip())
   except ValueError:
@@ -65,7 +67,9 @@ def parse_snrs(text: str) -> tuple[float, ...]:
   return values
 
 
-def mixer(noise: Sequence[np.ndarray], snr_db: float, seed: int = 0) -> Callable[[str, np.ndarray], np.ndarray]:
+def mixer(
+  noise: Sequence[np.ndarray], snr_db: float, seed: int = 0
+) -> Callable[[str, np.ndarray], np.ndarray]:
   """`(clip name, wave) -> wave + noise` at exactly `snr_db` (see the module docstring)."""
   import jax.numpy as jnp
 
@@ -85,7 +89,11 @@ def mixer(noise: Sequence[np.ndarray], snr_db: float, seed: int = 0) -> Callable
 
 
 def curve(
-  evaluate: Callable[[Callable | None], dict], noise: Sequence[np.ndarray], snrs: Sequence[float], *, seed: int = 0,
+  evaluate: Callable[[Callable | None], dict],
+  noise: Sequence[np.ndarray],
+  snrs: Sequence[float],
+  *,
+  seed: int = 0,
   metrics: Sequence[str] = ("accuracy", "macro_f1"),
 ) -> list[dict]:
   """`[{"snr_db": None (clean) | dB, metric: value, "num_examples"}]`: `evaluate(transform)` run on the clean clips
@@ -93,7 +101,9 @@ def curve(
   rows = []
   for snr in (None, *sorted(snrs, reverse=True)):
     result = evaluate(None if snr is None else mixer(noise, snr, seed))
-    rows.append({"snr_db": snr, **{m: result.get(m) for m in metrics}, "num_examples": result["num_examples"]})
+    rows.append(
+      {"snr_db": snr, **{m: result.get(m) for m in metrics}, "num_examples": result["num_examples"]}
+    )
   return rows
 
 

@@ -123,7 +123,9 @@ def per_class_ap_png(per_class: Mapping[str, Mapping[str, float | None]], title:
   return _png(fig)
 
 
-def pr_curves_png(targets: np.ndarray, scores: np.ndarray, class_names: Sequence[str], title: str = "") -> bytes:
+def pr_curves_png(
+  targets: np.ndarray, scores: np.ndarray, class_names: Sequence[str], title: str = ""
+) -> bytes:
   """Precision-recall curves, one per class with positives (`metrics.multilabel.pr_curve`), in one chart
   (a grid of panels beyond 12 classes). Returns PNG bytes."""
   from matplotlib.figure import Figure

@@ -56,12 +56,16 @@ class DataConfig:
   synthetic_classes: int = 6  # synthetic source only
   synthetic_clips_per_class: tuple[int, ...] = (48, 8, 8)  # synthetic: (train, validation, test) per class
   synthetic_clip_seconds: float = 2.0
-  synthetic_multi_label: bool = False  # synthetic: annotated 3-clip recordings with 0-3 calls each (multi-label)
+  synthetic_multi_label: bool = (
+    False  # synthetic: annotated 3-clip recordings with 0-3 calls each (multi-label)
+  )
   # raven (recordings + Raven selection tables; pack them with clip_mode="window"): the tables' label column
   # ("" = the first of Species, Annotation, Label, Class); the seconds a box must overlap a window to switch its
   # class on (< 0 = the source's default, 0.5); the labels to keep (comma-separated, "" = all); a recording
   # without a table: "" or "reject" refuses it, "negative" packs its windows as negatives.
-  include_unbalanced: bool = False  # audioset: also pack unbalanced_train_segments.csv's downloaded clips as train
+  include_unbalanced: bool = (
+    False  # audioset: also pack unbalanced_train_segments.csv's downloaded clips as train
+  )
   label_column: str = ""
   min_overlap_seconds: float = -1.0
   classes: str = ""
@@ -128,9 +132,7 @@ class TrainConfig:
 @dataclasses.dataclass(frozen=True)
 class EvalConfig:
   every_steps: int = 200
-  metric: str = (
-    "accuracy"  # picks the best state; supervised: accuracy | macro_f1 | weighted_f1 | mAP | loss (multi-label: mAP | lwlrap | ...)
-  )
+  metric: str = "accuracy"  # picks the best state; supervised: accuracy | macro_f1 | weighted_f1 | mAP | loss (multi-label: mAP | lwlrap | ...)
   batch_size: int = 32
   early_stopping_patience: int = 0  # stop after this many evaluations without a better eval.metric; 0 = off
 
@@ -342,7 +344,9 @@ def validate(c: RunConfig) -> None:
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
   if c.model.encoder == "ast" and c.model.clip_norm:
-    raise ValueError("model.clip_norm applies to the CNN encoders; AST normalises its fbank with fixed statistics")
+    raise ValueError(
+      "model.clip_norm applies to the CNN encoders; AST normalises its fbank with fixed statistics"
+    )
   if c.train.ema_decay and c.trainer != "supervised":
     raise ValueError(f"train.ema_decay applies to the supervised trainer, not {c.trainer!r}")
   if c.trainer == "simclr":

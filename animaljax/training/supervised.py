@@ -23,12 +23,12 @@ from animaljax import losses, metrics
 from animaljax.augment import mixup, random_noise_mix, sample_mixup
 from animaljax.data import atomic
 from animaljax.data.loader import PackedDataset, make_loader
+from animaljax.metrics import plots
 from animaljax.models.classifier import make_model
 from animaljax.training import config as config_lib
 from animaljax.training import loop, setup
 from animaljax.training import workdir as run_dir
 from animaljax.training.config import model_config
-from animaljax.metrics import plots
 from animaljax.training.report import write_charts, write_metrics
 from animaljax.training.state import TrainState, ema_params
 
@@ -122,7 +122,9 @@ def make_steps(
   weights = None if class_weights is None else jnp.asarray(class_weights)
   if multi_label and weights is not None:
     if t.loss != "bce":
-      raise ValueError("train.class_weights=balanced on a multi-label pack needs train.loss=bce (positive weights)")
+      raise ValueError(
+        "train.class_weights=balanced on a multi-label pack needs train.loss=bce (positive weights)"
+      )
     pos_weight = weights
     loss_of = lambda logits, targets: losses.sigmoid_binary_cross_entropy(logits, targets, pos_weight)  # noqa: E731
     weights = None
@@ -211,7 +213,9 @@ def write_report(
   write_charts(workdir, step, report)
 
 
-def _write_multilabel_report(workdir: pathlib.Path, step: int, report: dict, class_names, scores: dict) -> None:
+def _write_multilabel_report(
+  workdir: pathlib.Path, step: int, report: dict, class_names, scores: dict
+) -> None:
   targets, probs = scores["targets"], scores["probs"]
   write_metrics(workdir, step, report, log_skip=("per_class", "thresholds"))
   head = f"step {step}: mAP {report['mAP'] or 0:.3f}"
@@ -221,7 +225,8 @@ def _write_multilabel_report(workdir: pathlib.Path, step: int, report: dict, cla
   if best.is_file() and json.loads(best.read_text())["step"] == step:  # the loop saved this state as best
     atomic.write_text(
       workdir / "best" / THRESHOLDS_JSON,
-      json.dumps({"step": step, "labels": list(class_names), "thresholds": report["thresholds"]}, indent=2) + "\n",
+      json.dumps({"step": step, "labels": list(class_names), "thresholds": report["thresholds"]}, indent=2)
+      + "\n",
     )
 
 

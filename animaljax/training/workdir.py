@@ -125,7 +125,9 @@ def read_variables(workdir: str | os.PathLike) -> tuple[dict, pathlib.Path]:
   return {"params": state["params"], "batch_stats": state.get("batch_stats") or {}}, path
 
 
-THRESHOLDS_JSON = "thresholds.json"  # best/: a multi-label run's per-class thresholds (`supervised.write_report`)
+THRESHOLDS_JSON = (
+  "thresholds.json"  # best/: a multi-label run's per-class thresholds (`supervised.write_report`)
+)
 
 
 def read_outputs(workdir: str | os.PathLike, state: pathlib.Path | None = None) -> tuple[bool, list | None]:

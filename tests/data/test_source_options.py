@@ -116,19 +116,27 @@ def test_parse_category():
 
 
 def test_options_that_do_not_fit_are_refused_in_each_callers_words():
-  with pytest.raises(ValueError, match="^--category applies to --source esc50 and audioset only, not folder$"):
+  with pytest.raises(
+    ValueError, match="^--category applies to --source esc50 and audioset only, not folder$"
+  ):
     _from_flags("--source", "folder", "--root", "R", "--category", "animals")
-  with pytest.raises(ValueError, match="^data.category applies to data.source esc50 and audioset only, not folder$"):
+  with pytest.raises(
+    ValueError, match="^data.category applies to data.source esc50 and audioset only, not folder$"
+  ):
     source_kwargs("folder", root="R", category="animals", names=CONFIG_NAMES)
   with pytest.raises(ValueError, match=r"^--source esc50 needs --root \(the corpus folder\)$"):
     _from_flags("--source", "esc50")
   with pytest.raises(ValueError, match=r"^data.source csv needs data.root \(the manifest file\)$"):
     source_kwargs("csv", root="", names=CONFIG_NAMES)
-  with pytest.raises(ValueError, match="^--split-ratios applies to --source folder, csv and raven only, not esc50$"):
+  with pytest.raises(
+    ValueError, match="^--split-ratios applies to --source folder, csv and raven only, not esc50$"
+  ):
     _from_flags("--source", "esc50", "--root", "R", "--split-ratios", "1,1,1")
   with pytest.raises(ValueError, match="folds applies to .* esc50 only, not synthetic"):
     source_kwargs("synthetic", folds=[1])
-  with pytest.raises(ValueError, match="unknown data.source 'flac'; valid: .*csv, esc50, folder, raven, synthetic"):
+  with pytest.raises(
+    ValueError, match="unknown data.source 'flac'; valid: .*csv, esc50, folder, raven, synthetic"
+  ):
     source_kwargs("flac", names=CONFIG_NAMES)
   with pytest.raises(ValueError, match="train.seed must be an integer >= 0"):
     source_kwargs("synthetic", seed=-1, names=CONFIG_NAMES)

@@ -15,7 +15,7 @@ import pytest
 from animaljax.data.packing import pack
 from animaljax.data.sources.synthetic import SyntheticSource
 from animaljax.inference import outputs
-from animaljax.inference.evaluate_multilabel import event_scores, evaluate_split_multilabel, match_events
+from animaljax.inference.evaluate_multilabel import evaluate_split_multilabel, event_scores, match_events
 from animaljax.inference.load import export_model, load_predictor
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -47,7 +47,9 @@ def test_the_workdir_loads_as_a_multi_label_model_with_its_thresholds(trained):
   assert p.multi_label
   np.testing.assert_allclose(p.thresholds, [np.inf if t is None else t for t in stored["thresholds"]])
   probs = p.probabilities(np.array([[0.0, 2.0, -2.0]]))
-  np.testing.assert_allclose(probs, 1 / (1 + np.exp(-np.array([[0.0, 2.0, -2.0]]))), rtol=1e-6)  # not a softmax
+  np.testing.assert_allclose(
+    probs, 1 / (1 + np.exp(-np.array([[0.0, 2.0, -2.0]]))), rtol=1e-6
+  )  # not a softmax
   np.testing.assert_allclose(p.pool(np.array([[0.1, 0.9, 0.2], [0.7, 0.3, 0.2]])), [0.7, 0.9, 0.2])
 
 
@@ -56,9 +58,10 @@ def test_evaluate_scores_the_validation_split_as_the_trainer_did(trained):
   best = json.loads((run / "best" / "best.json").read_text())
   result = evaluate_split_multilabel(load_predictor(run), packed, "validation", quiet=True)
   assert result["mAP"] == pytest.approx(best["value"], abs=1e-4)  # one input rule and one pooling
-  assert result["num_examples"] == json.loads((packed / "summary.json").read_text())["splits"]["validation"][
-    "num_examples"
-  ]
+  assert (
+    result["num_examples"]
+    == json.loads((packed / "summary.json").read_text())["splits"]["validation"]["num_examples"]
+  )
   from sklearn.metrics import average_precision_score
 
   per_class = [

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import pathlib
 import shutil
 
 import numpy as np
@@ -67,7 +66,9 @@ def test_curve_through_the_evaluate_command(bundle, esc50_root, wind_root, tmp_p
   assert [r["snr_db"] for r in rows] == ["clean", "100", "0", "-20"]
   assert all(int(r["num_examples"]) == 8 for r in rows)
   clean = json.loads((out / "metrics.json").read_text())
-  assert float(rows[0]["accuracy"]) == pytest.approx(clean["accuracy"])  # the clean row is evaluate's own score
+  assert float(rows[0]["accuracy"]) == pytest.approx(
+    clean["accuracy"]
+  )  # the clean row is evaluate's own score
   assert float(rows[1]["accuracy"]) == pytest.approx(clean["accuracy"])  # noise 100 dB down changes nothing
   assert (out / robustness.CURVE_PNG).read_bytes()[:4] == b"\x89PNG"
   record = json.loads((out / robustness.CURVE_JSON).read_text())

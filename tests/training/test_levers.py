@@ -33,7 +33,10 @@ def test_track_ema_averages_the_parameters_after_each_update():
   state = tx.init(params)
   np.testing.assert_array_equal(ema_params(state)["w"], params["w"])  # starts at the initial parameters
   expected = jax.tree.map(np.asarray, params)
-  for grad in ({"w": jnp.array([1.0, 2.0]), "b": jnp.array(-1.0)}, {"w": jnp.array([0.5, 0.0]), "b": jnp.array(4.0)}):
+  for grad in (
+    {"w": jnp.array([1.0, 2.0]), "b": jnp.array(-1.0)},
+    {"w": jnp.array([0.5, 0.0]), "b": jnp.array(4.0)},
+  ):
     updates, state = tx.update(grad, state, params)
     params = optax.apply_updates(params, updates)
     expected = jax.tree.map(lambda e, p: d * e + (1 - d) * np.asarray(p), expected, params)
@@ -84,7 +87,9 @@ def test_the_best_state_and_inference_use_the_average(tmp_path):
   with ocp.StandardCheckpointer() as ckpt:
     raw = ckpt.restore(tmp_path / "run" / "checkpoints" / str(best) / "state")
     kept = ckpt.restore(tmp_path / "run" / "best" / str(best) / "state")
-  average = raw["opt_state"][-1]["params"] if isinstance(raw["opt_state"][-1], dict) else raw["opt_state"][-1][0]
+  average = (
+    raw["opt_state"][-1]["params"] if isinstance(raw["opt_state"][-1], dict) else raw["opt_state"][-1][0]
+  )
   flat = lambda t: np.concatenate([np.ravel(x) for x in jax.tree.leaves(t)])  # noqa: E731
   np.testing.assert_allclose(flat(kept["params"]), flat(average), rtol=1e-6)
   assert not np.allclose(flat(kept["params"]), flat(raw["params"]))
@@ -93,11 +98,14 @@ def test_the_best_state_and_inference_use_the_average(tmp_path):
   np.testing.assert_allclose(flat(variables["params"]), flat(average), rtol=1e-6)
   # The reported metric is the average's: evaluate (predict's code path) agrees with the run's best value.
   from animaljax.inference.evaluate import evaluate_split  # noqa: PLC0415
-
   from animaljax.inference.load import load_predictor  # noqa: PLC0415
 
-  report = evaluate_split(load_predictor(str(tmp_path / "run")), tmp_path / "packed", "validation", quiet=True)
-  assert report["accuracy"] == pytest.approx(json.loads((tmp_path / "run" / "best" / "best.json").read_text())["value"])
+  report = evaluate_split(
+    load_predictor(str(tmp_path / "run")), tmp_path / "packed", "validation", quiet=True
+  )
+  assert report["accuracy"] == pytest.approx(
+    json.loads((tmp_path / "run" / "best" / "best.json").read_text())["value"]
+  )
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -110,7 +118,9 @@ def test_standardize_per_clip():
   y = np.asarray(standardize_per_clip(x))
   np.testing.assert_allclose(y.mean(axis=(1, 2)), 0.0, atol=1e-5)
   np.testing.assert_allclose(y.std(axis=(1, 2)), 1.0, atol=1e-4)
-  np.testing.assert_allclose(np.asarray(standardize_per_clip(x - 7.0)), y, atol=1e-5)  # blind to a level shift
+  np.testing.assert_allclose(
+    np.asarray(standardize_per_clip(x - 7.0)), y, atol=1e-5
+  )  # blind to a level shift
   assert np.all(np.asarray(standardize_per_clip(jnp.full((1, 8, 4), -100.0))) == 0.0)  # silence: zeros
 
 
@@ -126,8 +136,12 @@ def test_clip_norm_makes_the_model_blind_to_gain(clip_norm):
   variables = model.init({"params": jax.random.PRNGKey(0)}, batch[:1], train=False)
   # Non-trivial BatchNorm statistics, so a shifted input is not hidden by a zero-mean, unit-variance bn0.
   variables = jax.tree.map(lambda x: x, variables)
-  variables["batch_stats"]["encoder"]["bn0"]["mean"] = jnp.full_like(variables["batch_stats"]["encoder"]["bn0"]["mean"], -30.0)
-  variables["batch_stats"]["encoder"]["bn0"]["var"] = jnp.full_like(variables["batch_stats"]["encoder"]["bn0"]["var"], 100.0)
+  variables["batch_stats"]["encoder"]["bn0"]["mean"] = jnp.full_like(
+    variables["batch_stats"]["encoder"]["bn0"]["mean"], -30.0
+  )
+  variables["batch_stats"]["encoder"]["bn0"]["var"] = jnp.full_like(
+    variables["batch_stats"]["encoder"]["bn0"]["var"], 100.0
+  )
   logits, _ = model.apply(variables, batch, train=False)
   logits = np.asarray(logits)
   if clip_norm:
@@ -145,5 +159,7 @@ def test_clip_norm_travels_with_the_saved_model_config():
   assert model.encoder.clip_norm
   assert config_from_dict(json.loads(json.dumps(config_to_dict(model)))) == model
   old = config_to_dict(config_lib.model_config(config_lib.replace(c, model={"clip_norm": False}), 3))
-  assert "clip_norm" not in old["encoder"]  # off: written as before the option (same model.json and fingerprint)
+  assert (
+    "clip_norm" not in old["encoder"]
+  )  # off: written as before the option (same model.json and fingerprint)
   assert config_from_dict(old).encoder.clip_norm is False

@@ -35,7 +35,9 @@ def test_window_labels_follow_the_overlap_rule():
   assert window_labels(events, 0.0, 0.5, 0.25) == (0,)  # 0.3 s of overlap
   assert window_labels(events, 0.8, 1.3, 0.25) == ()  # 0.1 s of class 0: below the minimum
   assert window_labels(events, 1.3, 1.8, 0.25) == (1,)  # a 0.1 s call wholly inside counts
-  assert window_labels(events, 1.5, 2.0, 0.25) == ()  # half of the short call (0.05 s) does not; 2.0 only touches
+  assert (
+    window_labels(events, 1.5, 2.0, 0.25) == ()
+  )  # half of the short call (0.05 s) does not; 2.0 only touches
   assert window_labels(events, 0.5, 2.5, 0.0) == (0, 1, 2)
 
 
@@ -87,7 +89,9 @@ def test_batches_carry_multi_hot_targets_and_the_balanced_sampler_evens_classes(
   it = iter(balanced)
   drawn = np.concatenate([next(it)["targets"] for _ in range(60)])
   share = np.r_[drawn.sum(0), (drawn.sum(1) == 0).sum()] / len(drawn)
-  assert share.min() > 0.15, share  # uniform 0.25 each before overlaps; a uniform draw leaves rare ones far lower
+  assert share.min() > 0.15, (
+    share
+  )  # uniform 0.25 each before overlaps; a uniform draw leaves rare ones far lower
 
 
 def smoke_config(pack_dir: pathlib.Path, **overrides):

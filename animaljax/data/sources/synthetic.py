@@ -189,8 +189,15 @@ def _synthesize(
 
 
 def mixed_recording(
-  index: int, split: str, *, seed: int, sample_rate: int, clip_seconds: float, kinds: tuple[str, ...],
-  windows: int = 3, max_calls: int = 3,
+  index: int,
+  split: str,
+  *,
+  seed: int,
+  sample_rate: int,
+  clip_seconds: float,
+  kinds: tuple[str, ...],
+  windows: int = 3,
+  max_calls: int = 3,
 ) -> tuple[np.ndarray, tuple[tuple[float, float, int], ...]]:
   """A multi-label recording `windows * clip_seconds` long: 0..`max_calls` calls of random `kinds` (several may
   overlap) at random times over background noise. Returns `(float32 wave, events)`, each event the exact
