@@ -135,6 +135,9 @@ class EvalConfig:
   metric: str = "accuracy"  # picks the best state; supervised: accuracy | macro_f1 | weighted_f1 | mAP | loss (multi-label: mAP | lwlrap | ...)
   batch_size: int = 32
   early_stopping_patience: int = 0  # stop after this many evaluations without a better eval.metric; 0 = off
+  # Multi-label: per-class thresholds kept with the best state. 0 = the threshold of maximum validation F1; else
+  # the lowest threshold reaching this validation precision (maximum recall at that precision).
+  threshold_precision: float = 0.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,6 +274,7 @@ _RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
   "eval.every_steps": (lambda v: v >= 1, "an integer >= 1"),
   "eval.batch_size": (lambda v: v >= 1, "an integer >= 1"),
   "eval.early_stopping_patience": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
+  "eval.threshold_precision": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = maximum F1)"),
   "checkpoint.every_steps": (lambda v: v >= 1, "an integer >= 1"),
   "checkpoint.keep": (lambda v: v >= 1, "an integer >= 1"),
   "model.width": (lambda v: v > 0, "> 0"),

@@ -39,7 +39,7 @@ LOCK_FILE = "run.lock"
 # the state was trained on, or what the optimiser's moments mean.
 RESUMABLE = frozenset({
   "train.steps", "train.log_every", "train.log_indices", "train.halt_after", "train.on_nonfinite",
-  "eval.every_steps", "eval.batch_size", "eval.early_stopping_patience",
+  "eval.every_steps", "eval.batch_size", "eval.early_stopping_patience", "eval.threshold_precision",
   "checkpoint.every_steps", "checkpoint.keep", "checkpoint.async_save",
   "data.worker_count", "data.pack_on_first_use",
 })  # fmt: skip

@@ -140,3 +140,19 @@ def test_single_label_settings_on_a_multi_label_pack_are_refused(multi_pack, tmp
 
   with pytest.raises(ValueError, match=message):
     train_and_evaluate(smoke_config(multi_pack, **overrides), tmp_path)
+
+
+def test_thresholds_for_a_target_precision_are_chosen_on_validation(multi_pack, tmp_path):
+  """`eval.threshold_precision=0.9`: each stored threshold is `choose_thresholds(..., target_precision=0.9)` of the
+  validation scores, which `evaluate` (predict's path) reproduces."""
+  from animaljax.inference.evaluate_multilabel import evaluate_split_multilabel
+  from animaljax.inference.load import load_predictor
+  from animaljax.metrics import choose_thresholds
+  from animaljax.training.supervised import train_and_evaluate
+
+  train_and_evaluate(smoke_config(multi_pack, eval__threshold_precision=0.9), tmp_path)
+  stored = json.loads((tmp_path / "best" / "thresholds.json").read_text())["thresholds"]
+  result = evaluate_split_multilabel(load_predictor(tmp_path), multi_pack, "validation", quiet=True)
+  expected = choose_thresholds(result["_targets"], result["_scores"], target_precision=0.9)
+  np.testing.assert_allclose([np.inf if t is None else t for t in stored], expected, rtol=1e-5)
+  assert not np.allclose(expected, choose_thresholds(result["_targets"], result["_scores"]))  # not max F1's
