@@ -23,6 +23,7 @@ COMMANDS = {
   "embed": "write per-window and per-file embeddings of audio files (Parquet or NPZ)",
   "evaluate": "score a model on a packed split or a class-per-folder tree, through predict's code path",
   "enroll": "teach a model new species from a few clips (add, list, remove, classify)",
+  "search": "search recordings by an example clip; train a linear head from a few labelled windows",
 }
 
 

@@ -27,6 +27,7 @@ ALLOWED = {
   "fewshot": LOW | {"data", "models"},
   "bundle": LOW | {"data", "models", "fewshot"},
   "inference": LOW | {"data", "models", "fewshot", "bundle"},
+  "retrieval": LOW | {"data", "models", "fewshot", "bundle", "inference"},  # search: above inference
 }
 PLUMBING = {"cli", "__init__", "__main__"}  # top-level modules that are not commands
 

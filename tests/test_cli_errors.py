@@ -71,6 +71,10 @@ CASES = {
   "enroll-missing-model": (
     "enroll", lambda f: ["add", "--model", str(f["missing"]), "--name", "Red fox", str(f["wav"])], "no-such-folder",
   ),
+  "search-missing-embeddings": (
+    "search", lambda f: ["index", "--embeddings", str(f["missing"]), "--out", str(f["root"] / "index")],
+    "no-such-folder",
+  ),
   "convert-not-a-checkpoint": (
     "convert", lambda f: ["panns", "--checkpoint", str(f["text"]), "--out", str(f["root"] / "converted")],
     "notes.txt",
@@ -101,7 +105,7 @@ def test_debug_shows_the_traceback_of_a_user_error(files):
   assert "Traceback" in proc.stderr and proc.stderr.strip().splitlines()[-1].startswith("error: ")
 
 
-COMMANDS = ("pack", "train", "convert", "export", "predict", "embed", "evaluate", "enroll")
+COMMANDS = ("pack", "train", "convert", "export", "predict", "embed", "evaluate", "enroll", "search")
 
 
 def test_the_animaljax_command_lists_every_subcommand():

@@ -1,0 +1,186 @@
+"""A cosine vector index of window embeddings on disk: build it from a `WindowTable`, open it, query it.
+
+The index folder holds exactly three files:
+  index.usearch   the usearch HNSW graph and vectors (cosine metric, float32), key i = row i of the table
+  windows.parquet one row per window: key, file, start_s, end_s, source (the embeddings file it came from)
+  index.json      {"format": "animaljax-search-index", "version", "library", "library_version", "metric",
+                   "embed_dim", "count", "fingerprint"} (the fingerprint of the model that made the embeddings)
+usearch was chosen over faiss-cpu by measurement (BENCHMARKS.md, "Search: embedding index"). Up to
+`EXACT_UP_TO` windows a query scans every vector (usearch's exhaustive search, exact and still milliseconds);
+beyond that it walks the HNSW graph.
+
+`build_index` writes a new folder beside `out` and renames it into place only once complete, and refuses an
+`out` that is anything but a new path, an empty folder or (with `overwrite`) an index it wrote.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+from animaljax.retrieval.table import WindowTable
+
+INDEX_FILE, META_FILE, INFO_FILE = "index.usearch", "windows.parquet", "index.json"
+FORMAT, VERSION, METRIC = "animaljax-search-index", 1, "cos"
+EXACT_UP_TO = 50_000  # windows; at 200k x 128-d an exact scan costs ~10 ms a query on 2 cores
+
+
+class IndexError_(ValueError):  # noqa: N801 - `IndexError` is a builtin with another meaning
+  """A search index that cannot be written, read or used with this model (a user error: one line, exit 2)."""
+
+
+def missing_library() -> str | None:
+  """None when usearch imports, else the one-line message saying how to install it."""
+  try:
+    import usearch.index  # noqa: F401
+  except ImportError:
+    return "search needs the usearch package: pip install 'animaljax[search]' (or pip install usearch)"
+  return None
+
+
+def _usearch():
+  message = missing_library()
+  if message:
+    raise IndexError_(message)
+  import usearch
+  import usearch.index
+
+  return usearch, usearch.index
+
+
+def read_info(folder: str | os.PathLike) -> dict | None:
+  """The index.json of an index folder, or None when `folder` is not one."""
+  path = pathlib.Path(folder) / INFO_FILE
+  try:
+    info = json.loads(path.read_text())
+  except (OSError, ValueError):
+    return None
+  return info if isinstance(info, dict) and info.get("format") == FORMAT else None
+
+
+def check_out(out: str | os.PathLike, *, overwrite: bool) -> None:
+  """Refuses an `--out` the index may not be written to: only a new path, an empty folder or, with `overwrite`,
+  a folder holding nothing but an index are allowed. Raises IndexError_."""
+  out = pathlib.Path(out)
+  if not out.exists() and not out.is_symlink():
+    return
+  if not out.is_dir():
+    raise IndexError_(f"{out} exists and is not a folder; an index is a folder: choose another --out")
+  if not any(out.iterdir()):
+    return
+  if read_info(out) is None or {p.name for p in out.iterdir()} - {INDEX_FILE, META_FILE, INFO_FILE}:
+    raise IndexError_(
+      f"{out} exists and is not a search index; search never replaces other folders: choose a new or empty --out"
+    )
+  if not overwrite:
+    raise IndexError_(f"{out} already holds a search index; pass --overwrite to replace it")
+
+
+def build_index(
+  table: WindowTable,
+  out: str | os.PathLike,
+  *,
+  fingerprint: str | None,
+  overwrite: bool = False,
+  threads: int = 0,
+) -> pathlib.Path:
+  """Writes the index of `table`'s windows to the folder `out` (see the module docstring); returns its path."""
+  usearch, uindex = _usearch()
+  import pyarrow as pa
+  import pyarrow.parquet as pq
+
+  out = pathlib.Path(out).absolute()
+  check_out(out, overwrite=overwrite)
+  out.parent.mkdir(parents=True, exist_ok=True)
+  tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+  try:
+    index = uindex.Index(ndim=table.embed_dim, metric=METRIC, dtype="f32")
+    index.add(np.arange(len(table), dtype=np.uint64), np.ascontiguousarray(table.embedding), threads=threads)
+    index.save(str(tmp / INDEX_FILE))
+    meta = pa.table({
+      "key": pa.array(np.arange(len(table)), pa.int64()), "file": pa.array(table.file.tolist(), pa.string()),
+      "start_s": pa.array(table.start_s, pa.float64()), "end_s": pa.array(table.end_s, pa.float64()),
+      "source": pa.array(table.source.tolist(), pa.string()),
+    })  # fmt: skip
+    pq.write_table(meta, tmp / META_FILE)
+    info = {
+      "format": FORMAT, "version": VERSION, "library": "usearch", "library_version": usearch.__version__,
+      "metric": METRIC, "embed_dim": table.embed_dim, "count": len(table), "fingerprint": fingerprint,
+    }  # fmt: skip
+    (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
+    if out.exists():  # checked above: an empty folder or (overwrite) an index of ours
+      old = out.with_name(f".{out.name}.old")
+      shutil.rmtree(old, ignore_errors=True)
+      out.rename(old)
+      tmp.rename(out)
+      shutil.rmtree(old, ignore_errors=True)
+    else:
+      tmp.rename(out)
+  finally:
+    shutil.rmtree(tmp, ignore_errors=True)
+  return out
+
+
+@dataclasses.dataclass
+class SearchIndex:
+  """An opened index folder: `info` (index.json), `windows` (the metadata columns) and the usearch index."""
+
+  path: pathlib.Path
+  info: dict
+  windows: dict[str, np.ndarray]
+  index: object
+
+  @property
+  def fingerprint(self) -> str | None:
+    return self.info.get("fingerprint")
+
+  def search(self, query: np.ndarray, top_k: int = 10, *, exact: bool | None = None) -> list[dict]:
+    """(D,) query embedding -> the `top_k` nearest windows, best first: `{"rank", "file", "start_s", "end_s",
+    "score"}` with score the cosine similarity. exact: scan every vector (None: up to `EXACT_UP_TO` windows)."""
+    query = np.asarray(query, np.float32).reshape(-1)
+    if query.shape[0] != self.info["embed_dim"]:
+      raise IndexError_(f"a {query.shape[0]}-d query for an index of {self.info['embed_dim']}-d embeddings")
+    exact = self.info["count"] <= EXACT_UP_TO if exact is None else exact
+    m = self.index.search(query, min(top_k, self.info["count"]), exact=exact)
+    return [
+      {"rank": r, "file": str(self.windows["file"][k]), "start_s": float(self.windows["start_s"][k]),
+       "end_s": float(self.windows["end_s"][k]), "score": float(1.0 - d)}
+      for r, (k, d) in enumerate(zip(np.asarray(m.keys), np.asarray(m.distances), strict=True), start=1)
+    ]  # fmt: skip
+
+
+def open_index(folder: str | os.PathLike) -> SearchIndex:
+  """Opens an index folder written by `build_index`. Raises FileNotFoundError / IndexError_."""
+  _, uindex = _usearch()
+  import pyarrow.parquet as pq
+
+  folder = pathlib.Path(folder).absolute()
+  if not folder.is_dir():
+    raise FileNotFoundError(f"{folder}: no such index folder")
+  info = read_info(folder)
+  if info is None:
+    raise IndexError_(f"{folder} is not a search index (no {INFO_FILE}); build one with search index")
+  if info.get("version", 0) > VERSION:
+    raise IndexError_(
+      f"{folder}: index version {info['version']} is newer than this animaljax reads ({VERSION})"
+    )
+  try:
+    index = uindex.Index.restore(str(folder / INDEX_FILE))
+    table = pq.read_table(folder / META_FILE)
+  except Exception as err:  # usearch and pyarrow raise their own types for a damaged file
+    raise IndexError_(f"{folder}: damaged index: {type(err).__name__}: {err}") from err
+  if index is None or len(index) != info["count"] or len(table) != info["count"]:
+    raise IndexError_(
+      f"{folder}: damaged index: {INDEX_FILE}, {META_FILE} and {INFO_FILE} disagree on its size"
+    )
+  windows = {
+    "file": np.asarray(table.column("file").to_pylist(), dtype=str),
+    "start_s": table.column("start_s").to_numpy(), "end_s": table.column("end_s").to_numpy(),
+  }  # fmt: skip
+  return SearchIndex(folder, info, windows, index)
