@@ -26,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--out", required=True, help="output directory (a new or empty folder)")
   parser.add_argument(
-    "--variant", choices=["cnn14", "cnn10", "cnn6"], help="PANNs: check the detected variant"
+    "--variant",
+    choices=["cnn14", "cnn10", "cnn6", "resnet22", "resnet38", "resnet54", "mobilenetv1", "mobilenetv2"],
+    help="PANNs: check the detected variant",
   )
   parser.add_argument(
     "--sample-rate", type=int, choices=[32000, 16000, 8000], help="PANNs: expected sample rate"
