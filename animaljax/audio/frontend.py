@@ -73,6 +73,12 @@ class LogMelConfig:
     kw = dict(sample_rate=16000, n_fft=512, hop_length=160, fmin=50.0, fmax=8000.0)
     return cls(**{**kw, **overrides})
 
+  @classmethod
+  def panns_8k(cls, **overrides) -> LogMelConfig:
+    """PANNs Cnn14_8k: n_fft 256, hop 80 (10 ms), 64 mels, 50-4,000 Hz."""
+    kw = dict(sample_rate=8000, n_fft=256, hop_length=80, fmin=50.0, fmax=4000.0)
+    return cls(**{**kw, **overrides})
+
 
 @dataclasses.dataclass(frozen=True)
 class FbankConfig:

@@ -24,6 +24,7 @@ from typing import Any, Literal
 import flax.linen as nn
 import jax.numpy as jnp
 
+from animaljax.models import sed
 from animaljax.models.conv import conv_general_dilated
 
 # (kernel size, convs per block, channels per block, pool after each block) as in PANNs.
@@ -49,16 +50,21 @@ class CnnConfig:
     clip_norm: standardise each input's features by their own mean and standard deviation (over frames and
       mel bins) before `bn0`: a gain or level change of the recording, a constant shift of the log-mel, then
       does not reach the network. Not in PANNs (False for its weights).
+    head: "clip" (PANNs' Cnn14: pooled over time before fc1) or a decision-level head, "decision_max" /
+      "decision_att" (Cnn14_DecisionLevelMax / Att: framewise outputs; `models.sed`).
   """
 
   variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14"
   width: float = 1.0
   dropout: bool = True
   clip_norm: bool = False
+  head: str = "clip"
 
   def __post_init__(self):
     if self.variant not in _VARIANTS:
       raise ValueError(f"unknown CNN variant {self.variant!r}; valid: {sorted(_VARIANTS)}")
+    if self.head not in sed.HEADS:
+      raise ValueError(f"unknown head {self.head!r}; valid: {sed.HEADS}")
     if self.width <= 0:
       raise ValueError(f"width must be positive, got {self.width}")
 
@@ -66,6 +72,11 @@ class CnnConfig:
   def min_frames(self) -> int:
     """The fewest input frames whose time axis survives every pooling step (one frame at the end)."""
     return math.prod(_VARIANTS[self.variant][3])
+
+  @property
+  def frame_ratio(self) -> int:
+    """Front-end frames per step of the last block (32 for CNN14, 16 for CNN6/CNN10)."""
+    return self.min_frames
 
   @property
   def channels(self) -> tuple[int, ...]:
@@ -171,10 +182,5 @@ class Cnn(nn.Module):
       )
       x = nn.Dropout(0.2, deterministic=not drop)(x)
     frames = jnp.mean(x, axis=2)  # mean over mel -> (batch, time', channels)
-    x = jnp.max(frames, axis=1) + jnp.mean(frames, axis=1)
-    x = nn.Dropout(0.5, deterministic=not drop)(x)
-    x = nn.Dense(
-      cfg.embed_dim, kernel_init=_KERNEL_INIT, dtype=self.dtype, param_dtype=jnp.float32, name="fc1"
-    )(x)
-    embedding = nn.relu(x)
-    return {"embedding": embedding, "frame_embeddings": frames}
+    # Clip: max + mean over time -> fc1; decision-level heads: fc1 on every step (models/sed.py).
+    return sed.tail(frames, embed_dim=cfg.embed_dim, head=cfg.head, drop=drop, dtype=self.dtype)
