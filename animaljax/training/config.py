@@ -85,6 +85,9 @@ class ModelConfig:
   # recording's gain and level do not reach the network; the same in training, evaluation and prediction.
   clip_norm: bool = False
   dtype: str = "float32"  # compute dtype (float32 | bfloat16); parameters stay float32
+  # PANNs CNNs / wavegrams: clip | decision_max | decision_att (framewise output, `models.sed`; the loss reads
+  # the clip-wise output, as PANNs trains them)
+  head: str = "clip"
   # Where the weights start: a converted PANNs/AST dir (`python -m animaljax.convert`), a training workdir
   # (its best state) or a SimCLR run's `encoder/`; every trainer takes the same three. "" = random init.
   init_from: str = ""
@@ -314,7 +317,7 @@ def _choices() -> dict[str, tuple[str, ...]]:
     "data.source": tuple(SOURCES), "data.file_format": FILE_FORMATS, "data.clip_mode": CLIP_MODES,
     "data.short_clips": SHORT_CLIP_RULES, "data.unannotated": ("", *UNANNOTATED),
     "model.encoder": tuple(sorted(ENCODERS)), "model.size": tuple(SIZES), "model.dtype": ("float32", "bfloat16"),
-    "model.remat": ("", *sorted(REMAT_POLICIES)),
+    "model.head": ("clip", "decision_max", "decision_att"), "model.remat": ("", *sorted(REMAT_POLICIES)),
     "train.schedule": SCHEDULES, "train.optimizer": OPTIMIZERS, "train.loss": LOSSES,
     "train.class_weights": ("none", "balanced"), "train.sampling": SAMPLING, "train.on_nonfinite": ON_NONFINITE,
   }  # fmt: skip
@@ -362,6 +365,8 @@ def validate(c: RunConfig) -> None:
       raise ValueError("SimCLR needs train.batch_size >= 2 (the other clips are the negatives)")
   if c.data.cv_fold and c.data.source != "esc50":
     raise ValueError(f"data.cv_fold applies to the esc50 source, not {c.data.source!r}")
+  if c.model.head != "clip" and not (c.model.encoder.startswith(("cnn", "wavegram"))):
+    raise ValueError(f"model.head={c.model.head} applies to the PANNs CNNs and wavegrams, not {c.model.encoder}")
   if c.model.encoder == "ast" and c.data.sample_rate != 16000:
     raise ValueError(
       f"AST's fbank recipe runs at 16000 Hz; set data.sample_rate=16000 (got {c.data.sample_rate})"
@@ -417,5 +422,5 @@ def model_config(c: RunConfig, num_classes: int, clip_seconds: float | None = No
     return ast_config(num_classes, m.size, seconds, depth=m.depth or None, dtype=m.dtype, remat=m.remat)
   return cnn14_config(
     num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype,
-    clip_norm=m.clip_norm,
+    clip_norm=m.clip_norm, head=m.head,
   )  # fmt: skip
