@@ -77,6 +77,9 @@ from configs import base  # noqa: E402
 
 NUM_CLASSES = 527
 SAMPLE_RATES = {"cnn14": 32000, "ast": 16000}
+# The other PANNs encoders (JAX only: `bench_torch` builds the torch CNN14 and AST, so these get no torch ratio).
+SAMPLE_RATES |= dict.fromkeys(["resnet22", "resnet38", "resnet54", "mobilenetv1", "mobilenetv2"], 32000)
+TORCH_MODELS = {"cnn14", "ast"}
 SHORT = {"float32": "fp32", "bfloat16": "bf16"}
 DATASHEET_BF16_DENSE = {"H200": 989e12, "H100": 989e12}  # FLOP/s, dense (no sparsity), by device kind
 
@@ -517,6 +520,7 @@ def main(argv: list[str] | None = None) -> dict:
   seconds = [float(s) for s in (args.seconds or ("5" if quick else "5,10")).split(",")]
   dtypes = (args.dtypes or ("float32" if quick else "float32,bfloat16")).split(",")
   batches = {"cnn14": [4], "ast": [2]} if quick else {"cnn14": [64, 128, 256], "ast": [32, 64, 128]}
+  batches |= {m: batches["cnn14"] for m in SAMPLE_RATES if m not in batches}  # the other PANNs CNNs as CNN14
   batches.update(parse_batches(args.batches or ""))
   models = args.models.split(",")
   torch_modes = (
@@ -571,7 +575,7 @@ def main(argv: list[str] | None = None) -> dict:
       data_path = pathlib.Path(scratch.name) / f"{model}_{secs:g}s.npz"
       data = host_batch(model, secs, batch)
       np.savez(data_path, audio=data["audio"], label=data["label"])
-      for mode in torch_modes:
+      for mode in torch_modes if model in TORCH_MODELS else []:
         worker = TorchWorker(torch_fraction)
         try:  # builds and warms up (and torch.compile); an out-of-memory batch drops this mode, recorded
           info = worker.ask(
