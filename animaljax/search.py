@@ -5,7 +5,7 @@
                                    [--out hits.csv] [--snippets DIR]
   python -m animaljax.search train --labels labels.csv --embeddings embeddings.parquet --model M --out HEAD
 
-`index` builds a cosine vector index (usearch) of the window embeddings written by `python -m animaljax.embed`;
+`index` builds a cosine vector index (faiss) of the window embeddings written by `python -m animaljax.embed`;
 npz embeddings record no model, so pass --model with them. `query` embeds the example clip (or its --start/--end
 seconds) with the model that made the embeddings (another model is refused) and prints the nearest windows as CSV
 `rank,file,start_s,end_s,score` (score: cosine similarity); --snippets writes each hit's audio as WAV.

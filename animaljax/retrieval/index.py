@@ -1,13 +1,13 @@
 """A cosine vector index of window embeddings on disk: build it from a `WindowTable`, open it, query it.
 
 The index folder holds exactly three files:
-  index.usearch   the usearch HNSW graph and vectors (cosine metric, float32), key i = row i of the table
+  index.faiss     the faiss index of the L2-normalised vectors (inner product = cosine), id i = row i of the table
   windows.parquet one row per window: key, file, start_s, end_s, source (the embeddings file it came from)
   index.json      {"format": "animaljax-search-index", "version", "library", "library_version", "metric",
                    "embed_dim", "count", "fingerprint"} (the fingerprint of the model that made the embeddings)
-usearch was chosen over faiss-cpu by measurement (BENCHMARKS.md, "Search: embedding index"). Up to
-`EXACT_UP_TO` windows a query scans every vector (usearch's exhaustive search, exact and still milliseconds);
-beyond that it walks the HNSW graph.
+faiss-cpu was chosen over usearch by measurement (BENCHMARKS.md, "Search: embedding index"). Up to
+`EXACT_UP_TO` windows the index is faiss's flat one (every vector scanned: exact, and still milliseconds); beyond
+that an HNSW graph (`HNSW_M` links per node, `HNSW_EF_SEARCH` candidates per query).
 
 `build_index` writes a new folder beside `out` and renames it into place only once complete, and refuses an
 `out` that is anything but a new path, an empty folder or (with `overwrite`) an index it wrote.
@@ -26,9 +26,10 @@ import numpy as np
 
 from animaljax.retrieval.table import WindowTable
 
-INDEX_FILE, META_FILE, INFO_FILE = "index.usearch", "windows.parquet", "index.json"
+INDEX_FILE, META_FILE, INFO_FILE = "index.faiss", "windows.parquet", "index.json"
 FORMAT, VERSION, METRIC = "animaljax-search-index", 1, "cos"
-EXACT_UP_TO = 50_000  # windows; at 200k x 128-d an exact scan costs ~10 ms a query on 2 cores
+EXACT_UP_TO = 50_000  # windows; at 200k x 128-d an exact scan costs ~7 ms a query on 2 cores
+HNSW_M, HNSW_EF_SEARCH = 32, 64
 
 
 class IndexError_(ValueError):  # noqa: N801 - `IndexError` is a builtin with another meaning
@@ -36,22 +37,26 @@ class IndexError_(ValueError):  # noqa: N801 - `IndexError` is a builtin with an
 
 
 def missing_library() -> str | None:
-  """None when usearch imports, else the one-line message saying how to install it."""
+  """None when faiss imports, else the one-line message saying how to install it."""
   try:
-    import usearch.index  # noqa: F401
+    import faiss  # noqa: F401
   except ImportError:
-    return "search needs the usearch package: pip install 'animaljax[search]' (or pip install usearch)"
+    return "search needs the faiss-cpu package: pip install faiss-cpu (or reinstall animaljax)"
   return None
 
 
-def _usearch():
+def _faiss():
   message = missing_library()
   if message:
     raise IndexError_(message)
-  import usearch
-  import usearch.index
+  import faiss
 
-  return usearch, usearch.index
+  return faiss
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+  x = np.ascontiguousarray(x, np.float32).reshape(-1, x.shape[-1])
+  return np.ascontiguousarray(x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12), np.float32)
 
 
 def read_info(folder: str | os.PathLike) -> dict | None:
@@ -88,10 +93,9 @@ def build_index(
   *,
   fingerprint: str | None,
   overwrite: bool = False,
-  threads: int = 0,
 ) -> pathlib.Path:
   """Writes the index of `table`'s windows to the folder `out` (see the module docstring); returns its path."""
-  usearch, uindex = _usearch()
+  faiss = _faiss()
   import pyarrow as pa
   import pyarrow.parquet as pq
 
@@ -100,9 +104,13 @@ def build_index(
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
   try:
-    index = uindex.Index(ndim=table.embed_dim, metric=METRIC, dtype="f32")
-    index.add(np.arange(len(table), dtype=np.uint64), np.ascontiguousarray(table.embedding), threads=threads)
-    index.save(str(tmp / INDEX_FILE))
+    exact = len(table) <= EXACT_UP_TO
+    if exact:
+      index = faiss.IndexFlatIP(table.embed_dim)
+    else:
+      index = faiss.IndexHNSWFlat(table.embed_dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+    index.add(_unit(table.embedding))
+    faiss.write_index(index, str(tmp / INDEX_FILE))
     meta = pa.table({
       "key": pa.array(np.arange(len(table)), pa.int64()), "file": pa.array(table.file.tolist(), pa.string()),
       "start_s": pa.array(table.start_s, pa.float64()), "end_s": pa.array(table.end_s, pa.float64()),
@@ -110,8 +118,9 @@ def build_index(
     })  # fmt: skip
     pq.write_table(meta, tmp / META_FILE)
     info = {
-      "format": FORMAT, "version": VERSION, "library": "usearch", "library_version": usearch.__version__,
+      "format": FORMAT, "version": VERSION, "library": "faiss", "library_version": faiss.__version__,
       "metric": METRIC, "embed_dim": table.embed_dim, "count": len(table), "fingerprint": fingerprint,
+      "kind": "flat" if exact else f"hnsw{HNSW_M}",
     }  # fmt: skip
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if out.exists():  # checked above: an empty folder or (overwrite) an index of ours
@@ -129,7 +138,7 @@ def build_index(
 
 @dataclasses.dataclass
 class SearchIndex:
-  """An opened index folder: `info` (index.json), `windows` (the metadata columns) and the usearch index."""
+  """An opened index folder: `info` (index.json), `windows` (the metadata columns) and the faiss index."""
 
   path: pathlib.Path
   info: dict
@@ -140,24 +149,24 @@ class SearchIndex:
   def fingerprint(self) -> str | None:
     return self.info.get("fingerprint")
 
-  def search(self, query: np.ndarray, top_k: int = 10, *, exact: bool | None = None) -> list[dict]:
+  def search(self, query: np.ndarray, top_k: int = 10) -> list[dict]:
     """(D,) query embedding -> the `top_k` nearest windows, best first: `{"rank", "file", "start_s", "end_s",
-    "score"}` with score the cosine similarity. exact: scan every vector (None: up to `EXACT_UP_TO` windows)."""
+    "score"}` with score the cosine similarity (exact up to `EXACT_UP_TO` windows, else HNSW's)."""
     query = np.asarray(query, np.float32).reshape(-1)
     if query.shape[0] != self.info["embed_dim"]:
       raise IndexError_(f"a {query.shape[0]}-d query for an index of {self.info['embed_dim']}-d embeddings")
-    exact = self.info["count"] <= EXACT_UP_TO if exact is None else exact
-    m = self.index.search(query, min(top_k, self.info["count"]), exact=exact)
+    scores, keys = self.index.search(_unit(query), int(min(top_k, self.info["count"])))
+    found = [(k, s) for k, s in zip(keys[0], scores[0], strict=True) if k >= 0]
     return [
       {"rank": r, "file": str(self.windows["file"][k]), "start_s": float(self.windows["start_s"][k]),
-       "end_s": float(self.windows["end_s"][k]), "score": float(1.0 - d)}
-      for r, (k, d) in enumerate(zip(np.asarray(m.keys), np.asarray(m.distances), strict=True), start=1)
+       "end_s": float(self.windows["end_s"][k]), "score": float(s)}
+      for r, (k, s) in enumerate(found, start=1)
     ]  # fmt: skip
 
 
 def open_index(folder: str | os.PathLike) -> SearchIndex:
   """Opens an index folder written by `build_index`. Raises FileNotFoundError / IndexError_."""
-  _, uindex = _usearch()
+  faiss = _faiss()
   import pyarrow.parquet as pq
 
   folder = pathlib.Path(folder).absolute()
@@ -171,11 +180,13 @@ def open_index(folder: str | os.PathLike) -> SearchIndex:
       f"{folder}: index version {info['version']} is newer than this animaljax reads ({VERSION})"
     )
   try:
-    index = uindex.Index.restore(str(folder / INDEX_FILE))
+    index = faiss.read_index(str(folder / INDEX_FILE))
+    if hasattr(index, "hnsw"):
+      index.hnsw.efSearch = HNSW_EF_SEARCH
     table = pq.read_table(folder / META_FILE)
-  except Exception as err:  # usearch and pyarrow raise their own types for a damaged file
+  except Exception as err:  # faiss and pyarrow raise their own types for a damaged file
     raise IndexError_(f"{folder}: damaged index: {type(err).__name__}: {err}") from err
-  if index is None or len(index) != info["count"] or len(table) != info["count"]:
+  if index.ntotal != info["count"] or len(table) != info["count"]:
     raise IndexError_(
       f"{folder}: damaged index: {INDEX_FILE}, {META_FILE} and {INFO_FILE} disagree on its size"
     )
