@@ -4,10 +4,15 @@
   python -m animaljax.enroll list --model DIR
   python -m animaljax.enroll remove --model DIR --name "Red fox"
   python -m animaljax.enroll classify --model DIR clip.wav [more.wav ...] [--top-k 5]
+  python -m animaljax.enroll background add --model DIR wind1.wav rain.flac ...
+  python -m animaljax.enroll background list --model DIR
+  python -m animaljax.enroll background remove --model DIR wind1.wav [...] | --all
 
 DIR is an exported bundle (`python -m animaljax.export`), a converted model dir (`model.json` + `variables/`) or
-a training workdir; the species live in DIR/species/ (`animaljax.fewshot`). `--json` prints machine-readable
-output. Exit status 2 on a usage or data error (bad file, bad name, ...).
+a training workdir; the species live in DIR/species/ (`animaljax.fewshot`). Background clips are recordings of
+what no species is (wind, rain, the site's hum): no species claims a clip nearer to them than to its
+prototype, and the species' thresholds are recalibrated against them (`animaljax.fewshot.enrol`). `--json`
+prints machine-readable output. Exit status 2 on a usage or data error (bad file, bad name, ...).
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ import json
 import sys
 
 from animaljax import cli
-from animaljax.fewshot import enrol
+from animaljax.fewshot import background, enrol
 from animaljax.inference import load_predictor
 
 
@@ -25,8 +30,8 @@ def _parser() -> argparse.ArgumentParser:
   parser = cli.ArgumentParser(prog="python -m animaljax.enroll", description=__doc__.split("\n")[0])
   sub = parser.add_subparsers(dest="command", required=True)
 
-  def command(name: str, help: str) -> argparse.ArgumentParser:
-    p = sub.add_parser(name, help=help)
+  def command(name: str, help: str, parent=sub) -> argparse.ArgumentParser:
+    p = parent.add_parser(name, help=help)
     p.add_argument("--model", required=True, help="exported bundle, model dir or training workdir")
     p.add_argument("--json", action="store_true", help="print JSON")
     return p
@@ -50,17 +55,34 @@ def _parser() -> argparse.ArgumentParser:
   cl.add_argument(
     "--model-threshold", type=cli.probability, default=0.5, help="model probability below which it is unsure"
   )
+  bg = sub.add_parser("background", help="background clips: what no species is (wind, rain, ...)")
+  bg_sub = bg.add_subparsers(dest="background", required=True)
+  bg_add = command("add", "add background clips (every window is kept)", bg_sub)
+  bg_add.add_argument("files", nargs="+", help="clips of background sound (any format load_audio reads)")
+  command("list", "list the background clips", bg_sub)
+  bg_rm = command("remove", "remove background clips", bg_sub)
+  bg_rm.add_argument("files", nargs="*", help="clips to remove, by path or file name")
+  bg_rm.add_argument("--all", action="store_true", help="remove every background clip")
   return parser
 
 
 def run(args: argparse.Namespace) -> object:
   """Executes a parsed command; returns what it prints (as JSON-able data)."""
   predictor = load_predictor(args.model)
+  if args.command == "background":
+    if args.background == "add":
+      stored, added = background.add_background(predictor, args.files)
+      return {"background_added": added, "background_clips": stored.num_clips,
+              "species": enrol.list_species(predictor)}  # fmt: skip
+    if args.background == "remove":
+      removed = background.remove_background(predictor, args.files, everything=args.all)
+      return {"background_removed": removed, "species": enrol.list_species(predictor)}
+    return {"background": background.list_background(predictor)}
   if args.command == "add":
     s = enrol.enroll(
       predictor, args.name, args.files, merge=args.merge, threshold=args.threshold, margin=args.margin
     )
-    return {"enrolled": s.summary()}
+    return {"enrolled": enrol.summary(s)}
   if args.command == "list":
     return {"species": enrol.list_species(predictor)}
   if args.command == "remove":
@@ -71,12 +93,26 @@ def run(args: argparse.Namespace) -> object:
   return {"results": [{"file": f, "ranking": r} for f, r in zip(args.files, results, strict=True)]}
 
 
+def _calibration(s: dict) -> str:
+  return s["threshold_source"] + (", capped by background" if s.get("capped_by_background") else "")
+
+
 def _print(out: dict) -> None:
-  if "enrolled" in out:
+  if "background" in out:
+    if not out["background"]:
+      print("no background clips")
+    for c in out["background"]:
+      print(f"{c['file']}\t{c['windows']} windows\t{c['added']}")
+  elif "background_added" in out or "background_removed" in out:
+    if "background_added" in out:
+      print(f"added {len(out['background_added'])} background clips ({out['background_clips']} in all)")
+    else:
+      print(f"removed {len(out['background_removed'])} background clips")
+    for s in out["species"]:
+      print(f"  {s['name']}: threshold {s['threshold']:.3f} ({_calibration(s)})")
+  elif "enrolled" in out:
     s = out["enrolled"]
-    print(
-      f"enrolled {s['name']!r}: {s['clips']} clips, threshold {s['threshold']:.3f} ({s['threshold_source']})"
-    )
+    print(f"enrolled {s['name']!r}: {s['clips']} clips, threshold {s['threshold']:.3f} ({_calibration(s)})")
     if s["threshold_source"] == "default":
       print("  one clip gives no leave-one-out calibration: add more clips (--merge) or set --threshold")
   elif "species" in out:
@@ -84,7 +120,7 @@ def _print(out: dict) -> None:
       print("no species enrolled")
     for s in out["species"]:
       print(
-        f"{s['name']}\t{s['clips']} clips\tthreshold {s['threshold']:.3f} ({s['threshold_source']})\t{s['updated']}"
+        f"{s['name']}\t{s['clips']} clips\tthreshold {s['threshold']:.3f} ({_calibration(s)})\t{s['updated']}"
       )
   elif "removed" in out:
     print(f"removed {out['removed']!r}")

@@ -7,7 +7,8 @@ What a bundle holds: `animaljax.bundle`. Load one with `animaljax.inference.load
 with `python demo/app.py --model DIR`); it needs no training code, no dataset and no network.
 
 Enrolled species of the source, and of the bundle being replaced, are carried over (re-embedded from their
-clips where the new model's embedding differs); --drop-species leaves out those that cannot be. Nothing of the
+clips where the new model's embedding differs), and so are their background clips (the bundle's default
+background set); --drop-species leaves out those that cannot be. Nothing of the
 user's is replaced: --out may be a new or empty folder, or (with --overwrite) a bundle holding only what an
 export and the species store wrote; any other folder is refused, named. The bundle is built in a hidden sibling
 folder and renamed into place, so a killed export leaves nothing that looks complete.
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
   parser.add_argument(
     "--drop-species",
     action="store_true",
-    help="export without the enrolled species that cannot be carried over (their clips are missing)",
+    help="export without the enrolled species and background clips that cannot be carried over (their clips "
+    "are missing)",
   )
   parser.add_argument("--no-jax-export", action="store_true", help="skip infer.jax_exported")
   parser.add_argument(
@@ -69,6 +71,12 @@ def run(args: argparse.Namespace) -> int:
   for d in species.get("dropped", []):
     what = "every species of the store" if d["name"] is None else f"enrolled species {d['name']!r}"
     print(f"dropped {what} ({d['store']}): {d['reason']}")
+  background = species.get("background")
+  if background and background["clips"]:
+    again = ", re-embedded from their clips" if background["reembedded"] else ""
+    print(f"carried {background['clips']} background clips{again}")
+  for d in background["dropped"] if background else []:
+    print(f"dropped the background clips of {d['store']}: {d['reason']}")
   return 0
 
 

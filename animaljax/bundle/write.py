@@ -1,7 +1,9 @@
 """Writing a bundle: `export_bundle(model, out)` builds it in a hidden sibling folder and renames it into place.
 
 The enrolled species of the model's folder, and of the bundle being replaced, are carried over
-(`carried_species`; re-embedded from their clips where the new embedding differs), never dropped silently.
+(`carried_species`; re-embedded from their clips where the new embedding differs), never dropped silently; so
+are their background clips (`carried_background`: a bundle ships its default background set), against which
+the species are then recalibrated.
 Nothing of the user's is replaced: `out` may be a new or empty folder, or (with `overwrite`) a bundle holding
 only what an export and the species store wrote (`check_out`).
 """
@@ -18,6 +20,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 import jax
+import numpy as np
 
 from animaljax.bundle.exported import serialize_forward
 from animaljax.bundle.format import (
@@ -38,8 +41,9 @@ from animaljax.bundle.format import (
   sha256,
 )
 from animaljax.bundle.tflite import write_tflite
+from animaljax.fewshot.background import reembed_background, set_background
 from animaljax.fewshot.enrol import EmbeddingModel, reembed
-from animaljax.fewshot.store import SpeciesStore, StoreError, same_name
+from animaljax.fewshot.store import Background, SpeciesStore, StoreError, same_name
 from animaljax.models.serialize import model_record, write_model_record
 
 
@@ -155,6 +159,62 @@ def carried_species(
   return species, {"reembedded": reembedded, "dropped": dropped}
 
 
+def carried_background(
+  model: ExportModel, folders: Sequence[pathlib.Path], *, drop_species: bool = False
+) -> tuple[Background | None, dict]:
+  """The background clips a new bundle of `model` starts with: those of the stores in `folders` (as
+  `carried_species`), a clip (same file) kept once, the first folder's first. A store written for this very
+  embedding is copied as is; any other one is re-embedded from its clips
+  (`fewshot.background.reembed_background`).
+
+  Args:
+    drop_species: leave out the background clips that cannot be carried (a store's whole background when one
+      of its clips is missing or unreadable, or the store is damaged) instead of refusing.
+  Returns:
+    (the background, None if none; the manifest entry
+    `{"clips", "reembedded", "dropped": [{"store", "reason"}]}`).
+  Raises:
+    BundleError naming what cannot be carried, unless `drop_species`.
+  """
+  parts: list[Background] = []
+  reembedded, dropped = False, []
+  for folder in folders:
+    store = SpeciesStore(folder, embed_dim=1)  # the real size is what the store records
+    try:
+      recorded = store.recorded()
+      if recorded is None:
+        continue
+      dim, fingerprint = recorded
+      found = SpeciesStore(folder, embed_dim=dim, fingerprint=fingerprint).load_background()
+      if found is None:
+        continue
+      if not (dim == model.embed_dim and bool(fingerprint) and fingerprint == model.fingerprint):
+        found, reembedded = reembed_background(model, found), True
+    except StoreError as err:
+      dropped.append({"store": str(store.directory), "reason": str(err)})
+      continue
+    parts.append(found)
+  if dropped and not drop_species:
+    what = "; ".join(f"{d['store']}: {d['reason']}" for d in dropped)
+    raise BundleError(
+      dropped[0]["store"],
+      f"cannot carry the background clips over to the new bundle: {what}. Restore what is missing and export "
+      "again, or pass --drop-species to export without them (add them again afterwards with "
+      "python -m animaljax.enroll background add)",
+    )
+  clips = {}  # file -> (added, rows): the first store's copy of a clip held by several
+  for part in parts:
+    for f, a, r in zip(part.files, part.added, part.rows(), strict=True):
+      clips.setdefault(f, (a, r))
+  background = None
+  if clips:
+    background = Background(
+      embeddings=np.concatenate([r for _, r in clips.values()]), files=list(clips),
+      added=[a for a, _ in clips.values()], windows=[len(r) for _, r in clips.values()],
+    )  # fmt: skip
+  return background, {"clips": len(clips), "reembedded": reembedded, "dropped": dropped}
+
+
 def check_export(out: str | os.PathLike, source: str | os.PathLike | None, *, overwrite: bool) -> bool:
   """`check_out`, and refuses an `out` that is (or holds) the folder the model is exported from. Cheap: run it
   before loading the model. Returns whether `out` is a bundle that will be replaced. Raises BundleError."""
@@ -179,12 +239,13 @@ def export_bundle(
   to `out`. A path is exported by `inference.load.export_model`.
 
   Enrolled species are carried over (`carried_species`): those of the source, and those of the bundle being
-  replaced, re-embedded from their clips where the new model's embedding differs.
+  replaced, re-embedded from their clips where the new model's embedding differs; so are background clips
+  (`carried_background`), and the species are recalibrated against them.
   Args:
     overwrite: replace `out` if it is a bundle (only once the new bundle is complete; see `check_out`).
     jax_export: store `infer.jax_exported`; tflite: also store the TFLite pipelines (`bundle.tflite`).
-    drop_species: leave out the enrolled species that cannot be carried over instead of refusing (listed
-      in the manifest's `species.dropped`).
+    drop_species: leave out the enrolled species and background clips that cannot be carried over instead of
+      refusing (listed in the manifest's `species.dropped` and `species.background.dropped`).
   Returns:
     The bundle's absolute path.
   Raises:
@@ -194,10 +255,13 @@ def export_bundle(
   replacing = check_export(out, model.path, overwrite=overwrite)
   folders = ([model.path] if model.path is not None else []) + ([out] if replacing else [])
   species, carried = carried_species(model, folders, drop_species=drop_species)
+  background, carried_bg = carried_background(model, folders, drop_species=drop_species)
+  if background is not None or carried_bg["dropped"]:
+    carried = {**carried, "background": carried_bg}
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
   try:
-    _write_bundle(model, tmp, species, carried, jax_export=jax_export, tflite=tflite)
+    _write_bundle(model, tmp, species, carried, jax_export=jax_export, tflite=tflite, background=background)
     check_out(out, overwrite=overwrite)  # again: the folder may have changed during a long export
     if out.exists():
       old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -213,8 +277,9 @@ def export_bundle(
 
 
 def _write_bundle(
-  model: ExportModel, tmp: pathlib.Path, species: dict, carried: dict, *, jax_export: bool, tflite: bool
-) -> dict:
+  model: ExportModel, tmp: pathlib.Path, species: dict, carried: dict, *, jax_export: bool, tflite: bool,
+  background: Background | None = None,
+) -> dict:  # fmt: skip
   from safetensors.numpy import save_file
 
   tmp.mkdir(parents=True)
@@ -243,10 +308,13 @@ def _write_bundle(
     full = json.loads((tmp / "metrics.json").read_text())
     metrics = {k: full[k] for k in METRIC_KEYS if k in full}
 
-  # The species store: the carried species (`carried_species`) re-written through the store's own API.
+  # The species store: the carried species (`carried_species`) and background (`carried_background`)
+  # re-written through the store's own API; with a background, every species is calibrated against it.
   store = SpeciesStore(tmp, embed_dim=model.embed_dim, fingerprint=model.fingerprint)
-  with store.edit() as current:
-    current.update(species)
+  with store.edit_contents() as contents:
+    contents.species.update(species)
+    if "background" in carried:  # a background was carried (or dropped): calibrate against what is left
+      set_background(contents, background)
 
   files = {}
   for path in sorted(p for p in tmp.rglob("*") if p.is_file()):

@@ -6,11 +6,14 @@ numpy over an embedding-model Protocol (`enrol.EmbeddingModel`: labels, embeddin
   prototypes.py  the one definition of a species' prototype and of a clip's distance to it
   enrol.py       `enroll(model, name, files)`, `list_species`, `remove_species`, threshold calibration, the joint
                  ranking `rank`, and `reembed` (a species carried over to a model with another embedding)
+  background.py  background clips (what no species is): `add_background`, `list_background`,
+                 `remove_background`
   store.py       the on-disk store (atomic saves, a lock for concurrent writers, validated names)
 
 The command is `python -m animaljax.enroll`.
 """
 
+from animaljax.fewshot.background import add_background, list_background, remove_background
 from animaljax.fewshot.enrol import (
   EmbeddingModel,
   calibrate,
@@ -23,16 +26,19 @@ from animaljax.fewshot.enrol import (
   species_store,
 )
 from animaljax.fewshot.prototypes import distance, loo_distances, normalize, prototype
-from animaljax.fewshot.store import Species, SpeciesStore, StoreError, validate_name
+from animaljax.fewshot.store import Background, Species, SpeciesStore, StoreError, validate_name
 
 __all__ = [
+  "Background",
   "EmbeddingModel",
   "Species",
   "SpeciesStore",
   "StoreError",
+  "add_background",
   "calibrate",
   "distance",
   "enroll",
+  "list_background",
   "list_species",
   "loo_distances",
   "normalize",
@@ -40,6 +46,7 @@ __all__ = [
   "rank",
   "read_clips",
   "reembed",
+  "remove_background",
   "remove_species",
   "species_store",
   "validate_name",

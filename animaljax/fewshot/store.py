@@ -2,11 +2,13 @@
 
 Layout of `<model dir>/species/`:
   species.json           {"format", "embed_dim", "fingerprint", "embeddings": <npz file name>, "species": [
-                           {"name", "key", "created", "updated", "threshold", "threshold_source",
-                            "clips": [{"file", "added"}, ...]}, ...]}
+                           {"name", "key", "created", "updated", "threshold", "threshold_source", ["margin"],
+                            "clips": [{"file", "added"}, ...]}, ...],
+                          ["background": {"updated", "clips": [{"file", "added", "windows"}, ...]}]}
   embeddings-<gen>.npz   per species `<key>/embeddings` (K, D) float32, the raw embeddings of its clips (the
                          prototype derives from them: `fewshot.prototypes`; stores written before also hold an
-                         unread `<key>/prototype`)
+                         unread `<key>/prototype`), and `background/embeddings` (N, D) float32: one row per
+                         window of every background clip, in clip order
   .lock                  the `fcntl.flock` lock file (shared for reads, exclusive for read-modify-write)
 
 Atomicity: a save writes a *new* npz under a fresh generation name, then replaces `species.json` (the single
@@ -14,6 +16,11 @@ commit point, written to a temporary file and `os.replace`d), then deletes the o
 leaves either the old json pointing at the old npz or the new json pointing at the new one, never a mix; the
 leftovers (temporary files, an unreferenced npz) are swept by the next save. Arrays are read with
 `np.load(allow_pickle=False)`: the store never unpickles anything.
+
+Background clips (`Background`: wind, rain, the site's hum: what no species is) are optional: a store
+without them has no "background" entry and reads, ranks and saves exactly as before, and the format number is
+unchanged (readers that predate them ignore the entry). Reads attach the background's embeddings to every species
+(`Species.background`), so `fewshot.enrol.rank` and `detect` apply the background rule with the species alone.
 
 numpy only (no jax): the store is cheap to import, and other processes (a demo, a CLI) can read it.
 """
@@ -42,6 +49,7 @@ _JSON = "species.json"
 _LOCK = ".lock"
 _MAX_NAME = 200
 THRESHOLD_SOURCES = ("loo", "default", "user")
+BACKGROUND_KEY = "background/embeddings"  # species keys are hex ids: no species can take this npz entry
 
 
 class StoreError(ValueError):
@@ -108,6 +116,11 @@ class Species:
     threshold_source: "loo" (calibrated by leave-one-out), "default" (one clip: no LOO possible) or "user".
     created, updated: UTC timestamps.
     key: stable id used for the npz entries (names are free Unicode, npz keys are file names).
+    margin: the leave-one-out multiplier the threshold was calibrated with (kept so that a recalibration, e.g.
+      when background clips change, uses it again); None in stores written before it was recorded.
+    background: (N, D) raw embeddings of the store's background windows, attached by the store's reads (not
+      saved with the species; None: no background); `fewshot.enrol.rank` refuses this species a clip nearer
+      to one of them than to its prototype.
   """
 
   name: str
@@ -119,6 +132,8 @@ class Species:
   created: str = ""
   updated: str = ""
   key: str = ""
+  margin: float | None = None
+  background: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
   def __post_init__(self):
     self.embeddings = np.asarray(self.embeddings, np.float32)
@@ -149,6 +164,62 @@ class Species:
       "updated": self.updated,
       "files": list(self.files),
     }
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Background clips
+# ----------------------------------------------------------------------------------------------------------------
+@dataclasses.dataclass
+class Background:
+  """The store's background clips: recordings of what no species is, one embedding per window.
+
+  Attributes:
+    embeddings: (N, D) float32, the raw embeddings of every clip's windows, clip after clip.
+    files: one absolute source path per clip; added: one UTC timestamp per clip; windows: rows per clip
+      (>= 1 each, summing to N).
+    updated: UTC timestamp of the last change.
+  """
+
+  embeddings: np.ndarray
+  files: list[str]
+  added: list[str]
+  windows: list[int]
+  updated: str = ""
+
+  def __post_init__(self):
+    self.embeddings = np.asarray(self.embeddings, np.float32)
+    if self.embeddings.ndim != 2:
+      raise ValueError(f"background embeddings must be (windows, dim), got {self.embeddings.shape}")
+    if not (len(self.files) == len(self.added) == len(self.windows)) or not self.files:
+      raise ValueError(
+        f"{len(self.files)} files, {len(self.added)} timestamps, {len(self.windows)} window counts"
+      )
+    if min(self.windows) < 1 or sum(self.windows) != self.embeddings.shape[0]:
+      raise ValueError(f"window counts {self.windows} do not add up to {self.embeddings.shape[0]} embeddings")
+    self.updated = self.updated or now()
+
+  @property
+  def num_clips(self) -> int:
+    return len(self.files)
+
+  def rows(self) -> list[np.ndarray]:
+    """Each clip's (windows, D) embeddings, in clip order."""
+    return np.split(self.embeddings, np.cumsum(self.windows)[:-1])
+
+  def summary(self) -> list[dict]:
+    """JSON-able description of each clip: file, windows, added."""
+    return [
+      {"file": f, "windows": w, "added": a}
+      for f, w, a in zip(self.files, self.windows, self.added, strict=True)
+    ]
+
+
+@dataclasses.dataclass
+class Contents:
+  """Everything a store holds: the species by name (enrolment order) and the background (None: none)."""
+
+  species: dict[str, Species]
+  background: Background | None = None
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -201,6 +272,27 @@ def check_meta(meta) -> None:
       for c in s["clips"]
     ):
       raise ValueError(f"species entry {i} ({s['name']!r}) has clips without 'file' and 'added' strings")
+    margin = s.get("margin")
+    if margin is not None and (
+      not isinstance(margin, int | float) or isinstance(margin, bool) or not margin > 0
+    ):
+      raise ValueError(f"species entry {i} ({s['name']!r}) has margin {margin!r}")
+  background = meta.get("background")
+  if background is not None:
+    if (
+      not isinstance(background, dict)
+      or not isinstance(background.get("clips"), list)
+      or not background["clips"]
+    ):
+      raise ValueError(f"'background' is {background!r}, not an object with a non-empty 'clips' list")
+    if not isinstance(meta.get("embeddings"), str):
+      raise ValueError(f"'embeddings' (the npz file name) is {meta.get('embeddings')!r}")
+    for c in background["clips"]:
+      if not (
+        isinstance(c, dict) and isinstance(c.get("file"), str) and isinstance(c.get("added"), str)
+        and isinstance(c.get("windows"), int) and not isinstance(c["windows"], bool) and c["windows"] >= 1
+      ):  # fmt: skip
+        raise ValueError(f"background clip {c!r} lacks 'file' and 'added' strings and a 'windows' count >= 1")
 
 
 class SpeciesStore:
@@ -271,10 +363,10 @@ class SpeciesStore:
       meta = self._meta()
     return None if meta is None else (int(meta["embed_dim"]), str(meta.get("fingerprint") or ""))
 
-  def _read(self) -> dict[str, Species]:
+  def _read(self) -> Contents:
     meta = self._meta()
     if meta is None:
-      return {}
+      return Contents({})
     if int(meta["embed_dim"]) != self.embed_dim:
       raise StoreError(
         f"the species store {self.directory} holds {meta['embed_dim']}-dim embeddings but this model gives "
@@ -290,11 +382,20 @@ class SpeciesStore:
         f"{meta['fingerprint']}, this model {self.fingerprint}): re-enrol them if the model was retrained",
         stacklevel=3,
       )
-    if not meta["species"]:
-      return {}
+    bg_meta = meta.get("background")
+    if not meta["species"] and bg_meta is None:
+      return Contents({})
     npz = self.directory / meta["embeddings"]
     try:
       with np.load(npz, allow_pickle=False) as arrays:
+        background = None
+        if bg_meta is not None:
+          clips = bg_meta["clips"]
+          background = Background(
+            embeddings=arrays[BACKGROUND_KEY], files=[c["file"] for c in clips],
+            added=[c["added"] for c in clips], windows=[c["windows"] for c in clips],
+            updated=str(bg_meta.get("updated") or ""),
+          )  # fmt: skip
         out = {}
         for s in meta["species"]:
           emb = arrays[f"{s['key']}/embeddings"]
@@ -302,29 +403,44 @@ class SpeciesStore:
           out[s["name"]] = Species(
             name=s["name"], embeddings=emb, files=[c["file"] for c in clips], added=[c["added"] for c in clips],
             threshold=float(s["threshold"]), threshold_source=s["threshold_source"], created=s["created"],
-            updated=s["updated"], key=s["key"],
+            updated=s["updated"], key=s["key"], margin=s.get("margin"),
+            background=None if background is None else background.embeddings,
           )  # fmt: skip
     except (OSError, KeyError, ValueError) as err:
       raise StoreError(
         f"{npz} is missing or damaged ({err}); the store {self.directory} cannot be read"
       ) from err
-    return out
+    if background is not None and background.embeddings.shape[1] != self.embed_dim:
+      raise StoreError(f"{npz} holds background embeddings of another size than {self.embed_dim}")
+    return Contents(out, background)
 
   def load(self) -> dict[str, Species]:
-    """All species, by name, in enrolment order (empty when nothing was enrolled)."""
+    """All species, by name, in enrolment order (empty when nothing was enrolled), each with the store's
+    background embeddings attached (`Species.background`)."""
     with self._locked(exclusive=False):
-      return self._read()
+      return self._read().species
+
+  def load_background(self) -> Background | None:
+    """The background clips (None when none were added)."""
+    with self._locked(exclusive=False):
+      return self._read().background
 
   # ------------------------------------------------------------------------------------------------ writing
-  def _write(self, species: dict[str, Species]) -> None:
+  def _write(self, contents: Contents) -> None:
     """Writes a new npz generation, commits it by replacing species.json, then sweeps older files."""
+    species, background = contents.species, contents.background
     for s in species.values():
       if s.embeddings.shape[1] != self.embed_dim:
         raise StoreError(
           f"{s.name!r} has {s.embeddings.shape[1]}-dim embeddings; the model gives {self.embed_dim}"
         )
+    if background is not None and background.embeddings.shape[1] != self.embed_dim:
+      dim = background.embeddings.shape[1]
+      raise StoreError(f"the background has {dim}-dim embeddings; the model gives {self.embed_dim}")
     npz_name = f"embeddings-{uuid.uuid4().hex[:12]}.npz"
     arrays = {f"{s.key}/embeddings": s.embeddings for s in species.values()}
+    if background is not None:
+      arrays[BACKGROUND_KEY] = background.embeddings
     _write_atomic(self.directory / npz_name, lambda f: np.savez(f, **arrays))
     meta = {
       "format": FORMAT,
@@ -335,12 +451,14 @@ class SpeciesStore:
       "species": [
         {
           "name": s.name, "key": s.key, "created": s.created, "updated": s.updated, "threshold": s.threshold,
-          "threshold_source": s.threshold_source,
+          "threshold_source": s.threshold_source, **({} if s.margin is None else {"margin": s.margin}),
           "clips": [{"file": f, "added": a} for f, a in zip(s.files, s.added, strict=True)],
         }
         for s in species.values()
       ],
     }  # fmt: skip
+    if background is not None:  # absent, not empty, without background: such a store is as it always was
+      meta["background"] = {"updated": background.updated, "clips": background.summary()}
     text = json.dumps(meta, indent=2, ensure_ascii=False) + "\n"
     _write_atomic(self.directory / _JSON, lambda f: f.write(text.encode("utf-8")))
     self.stale = False
@@ -353,27 +471,43 @@ class SpeciesStore:
           p.unlink()
 
   @contextlib.contextmanager
+  def edit_contents(self) -> Iterator[Contents]:
+    """Read-modify-write of species and background together under the exclusive lock:
+    `with store.edit_contents() as c: c.background = ...`. Saved (atomically) when the block exits normally,
+    discarded if it raises."""
+    with self._locked(exclusive=True):
+      contents = self._read()
+      yield contents
+      self._write(contents)
+
+  @contextlib.contextmanager
   def edit(self) -> Iterator[dict[str, Species]]:
     """Read-modify-write under the exclusive lock: `with store.edit() as species: species[name] = ...`.
 
-    The dict is saved (atomically) when the block exits normally and discarded if it raises.
+    The dict is saved (atomically), with the background as it was, when the block exits normally and discarded
+    if it raises.
     """
-    with self._locked(exclusive=True):
-      species = self._read()
-      yield species
-      self._write(species)
+    with self.edit_contents() as contents:
+      yield contents.species
 
   # ------------------------------------------------------------------------------------------------ helpers
   def add(self, species: Species, *, merge: bool = False, recalibrate=None) -> Species:
     """Adds `species`; a species of the same name (case-insensitive) raises StoreError unless `merge`.
 
     With `merge`, the new clips are appended to the existing species (keeping its name, key and creation
-    time) and `recalibrate(merged) -> (threshold, source)` (if given) sets its threshold afresh.
+    time). `recalibrate(species) -> (threshold, source)` (if given) sets the threshold of the stored species
+    afresh (the merged one, or a new one without a user threshold), called under the lock with the store's
+    background attached (`Species.background`), so a calibration against it sees the current one.
     Returns the stored species.
     """
-    with self.edit() as current:
+    with self.edit_contents() as contents:
+      current = contents.species
+      background = None if contents.background is None else contents.background.embeddings
       existing = next((n for n in current if same_name(n, species.name)), None)
       if existing is None:
+        species = dataclasses.replace(species, background=background)
+        if recalibrate is not None and species.threshold_source != "user":
+          species.threshold, species.threshold_source = recalibrate(species)
         current[species.name] = species
         return species
       if not merge:
@@ -392,6 +526,7 @@ class SpeciesStore:
       if species.threshold_source == "user":
         merged.threshold, merged.threshold_source = species.threshold, "user"
       elif recalibrate is not None and old.threshold_source != "user":
+        merged.margin = species.margin if species.margin is not None else old.margin
         merged.threshold, merged.threshold_source = recalibrate(merged)
       current[existing] = merged
       return merged

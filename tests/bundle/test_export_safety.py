@@ -203,3 +203,43 @@ def test_export_from_a_model_dir_reembeds_species_of_other_weights(bundle, retra
     np.testing.assert_allclose(s.embeddings, want, rtol=1e-5, atol=1e-5)
   recorded = SpeciesStore(out, embed_dim=new.embed_dim).recorded()
   assert recorded == (new.embed_dim, new.fingerprint)
+
+
+def test_reexport_carries_background_clips(bundle, workdir, retrained, esc50_clips, tmp_path, capsys):
+  """Background clips (issue 17) travel like the species: copied for the same model, re-embedded from their
+  clips for another one (the species then recalibrated against them), refused or dropped when a clip is gone."""
+  from animaljax.fewshot.background import add_background, embed_windows
+
+  out, _ = bundle_with_species(bundle, esc50_clips, tmp_path)
+  clips = copy_clips(esc50_clips, tmp_path / "clips" / "noise", "insects", 3)
+  add_background(load_bundle(out), clips)
+  before = load_bundle(out).species_store().load_background()
+
+  assert export.main(["--workdir", str(workdir), "--out", str(out), "--overwrite", *EXPORT]) == 0
+  assert "carried 3 background clips\n" in capsys.readouterr().out
+  copied = load_bundle(out).species_store().load_background()
+  assert (copied.files, copied.windows) == (before.files, before.windows)
+  np.testing.assert_array_equal(copied.embeddings, before.embeddings)
+
+  assert export.main(["--model", str(retrained), "--out", str(out), "--overwrite", *EXPORT]) == 0
+  assert "carried 3 background clips, re-embedded from their clips" in capsys.readouterr().out
+  assert read_manifest(out)["species"]["background"] == {"clips": 3, "reembedded": True, "dropped": []}
+  new = load_bundle(out)
+  carried = new.species_store().load_background()
+  want, windows = embed_windows(new, [new.load_file(f) for f in clips])
+  assert carried.files == clips and carried.windows == windows
+  np.testing.assert_allclose(carried.embeddings, want, rtol=1e-5, atol=1e-5)
+  fox = new.species_store().load()["Red fox 🦊"]
+  assert fox.threshold == pytest.approx(enrol.calibrate(fox.embeddings, 1.5, carried.embeddings)[0])
+  np.testing.assert_array_equal(fox.background, carried.embeddings)
+
+  pathlib.Path(clips[1]).unlink()
+  assert export.main(["--workdir", str(workdir), "--out", str(out), "--overwrite", *EXPORT]) == 2
+  line = one_error_line(capsys.readouterr().err)
+  assert "background clips" in line and clips[1] in line and "--drop-species" in line
+  dropping = ["--workdir", str(workdir), "--out", str(out), "--overwrite", "--drop-species", *EXPORT]
+  assert export.main(dropping) == 0
+  assert "dropped the background clips of" in capsys.readouterr().out
+  assert load_bundle(out).species_store().load_background() is None
+  (dropped,) = read_manifest(out)["species"]["background"]["dropped"]
+  assert clips[1] in dropped["reason"]
