@@ -26,8 +26,14 @@ import jax.numpy as jnp
 from animaljax.audio import frontend
 from animaljax.models.ast import Ast, AstConfig
 from animaljax.models.cnn14 import Cnn, CnnConfig
+from animaljax.models.panns_mobilenet import MobileNet, MobileNetConfig
+from animaljax.models.panns_resnet import ResNet, ResNetConfig
+from animaljax.models.sed import decision_head
+from animaljax.models.wavegram import Wavegram, WavegramConfig
 
-EncoderConfig = CnnConfig | AstConfig
+EncoderConfig = CnnConfig | ResNetConfig | MobileNetConfig | WavegramConfig | AstConfig
+# The PANNs encoders that end in fc1 -> ReLU and take the dropout + Dense head, by config type.
+_PANNS_ENCODERS = {CnnConfig: Cnn, ResNetConfig: ResNet, MobileNetConfig: MobileNet, WavegramConfig: Wavegram}
 FeatureFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -103,11 +109,22 @@ class Classifier(nn.Module):
     if train and feature_fn is not None:
       features = feature_fn(features, self.make_rng("augment"))
 
-    if isinstance(cfg.encoder, CnnConfig):
-      out = Cnn(cfg.encoder, dtype=dtype, name="encoder")(features, train=train)
+    if type(cfg.encoder) in _PANNS_ENCODERS:
+      encoder = _PANNS_ENCODERS[type(cfg.encoder)](cfg.encoder, dtype=dtype, name="encoder")
+      if isinstance(cfg.encoder, WavegramConfig):  # the wavegram branch reads the waveform itself
+        out = encoder(features, frontend.to_float(wave), train=train)
+      else:
+        out = encoder(features, train=train)
+      head = getattr(cfg.encoder, "head", "clip")
       # PANNs' last dropout sits between fc1 and the head; the embedding itself is returned undropped.
-      x = nn.Dropout(0.5, deterministic=not (train and cfg.encoder.dropout))(out["embedding"])
-      logits = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(x)
+      drop = nn.Dropout(0.5, deterministic=not (train and cfg.encoder.dropout))
+      if head == "clip":
+        logits = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(drop(out["embedding"]))
+      else:  # decision-level (models/sed.py): framewise probabilities at the front end's frame rate
+        logits, out["framewise"] = decision_head(
+          drop(out["segment_embeddings"]), head=head, num_classes=cfg.num_classes,
+          ratio=cfg.encoder.frame_ratio, frames=features.shape[1], dtype=dtype,
+        )  # fmt: skip
     elif isinstance(cfg.encoder, AstConfig):
       out = Ast(cfg.encoder, dtype=dtype, name="encoder")(features, train=train)
       logits = AstHead(cfg.num_classes, dtype=dtype, name="head")(out["embedding"])
@@ -131,6 +148,13 @@ ENCODERS: dict[str, Callable[..., EncoderConfig]] = {
   "cnn6": lambda **kw: CnnConfig(variant="cnn6", **kw),
   "cnn10": lambda **kw: CnnConfig(variant="cnn10", **kw),
   "cnn14": lambda **kw: CnnConfig(variant="cnn14", **kw),
+  "resnet22": lambda **kw: ResNetConfig(variant="resnet22", **kw),
+  "resnet38": lambda **kw: ResNetConfig(variant="resnet38", **kw),
+  "resnet54": lambda **kw: ResNetConfig(variant="resnet54", **kw),
+  "mobilenetv1": lambda **kw: MobileNetConfig(variant="mobilenetv1", **kw),
+  "mobilenetv2": lambda **kw: MobileNetConfig(variant="mobilenetv2", **kw),
+  "wavegram_cnn14": lambda **kw: WavegramConfig(logmel=False, **kw),
+  "wavegram_logmel_cnn14": lambda **kw: WavegramConfig(logmel=True, **kw),
   "ast": AstConfig,
 }
 
@@ -144,7 +168,7 @@ def encoder_config(name: str, **overrides) -> EncoderConfig:
 
 def make_model(config: ClassifierConfig) -> Classifier:
   """The classifier for a config (the one place a trainer, exporter or CLI builds a model)."""
-  if not isinstance(config.encoder, CnnConfig | AstConfig):
+  if not isinstance(config.encoder, EncoderConfig):
     raise TypeError(f"unknown encoder config {type(config.encoder).__name__}; valid: {sorted(ENCODERS)}")
   return Classifier(config)
 
@@ -158,12 +182,20 @@ def cnn14_config(
   dropout: bool = True,
   dtype: Literal["float32", "bfloat16"] = "float32",
   clip_norm: bool = False,
+  head: str = "clip",
 ) -> ClassifierConfig:
-  """PANNs CNN (default CNN14) on PANNs' log-mel at 32 kHz or 16 kHz (`clip_norm`: `CnnConfig.clip_norm`)."""
-  presets = {32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k}
+  """PANNs CNN (default CNN14) on PANNs' log-mel at 32, 16 or 8 kHz (`clip_norm`: `CnnConfig.clip_norm`;
+  `head`: "clip" or a decision-level head, `models.sed`)."""
+  presets = {
+    32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k,
+    8000: frontend.LogMelConfig.panns_8k,
+  }  # fmt: skip
   if sample_rate not in presets:
     raise ValueError(f"PANNs front ends exist for sample rates {sorted(presets)}, got {sample_rate}")
-  encoder = encoder_config(variant, width=width, dropout=dropout, clip_norm=clip_norm)
+  extra = {"head": head} if head != "clip" else {}  # only the CNNs and wavegrams have decision heads
+  if not variant.startswith("wavegram") or clip_norm:
+    extra["clip_norm"] = clip_norm
+  encoder = encoder_config(variant, width=width, dropout=dropout, **extra)
   return ClassifierConfig(presets[sample_rate](), encoder, num_classes, dtype)
 
 

@@ -22,10 +22,14 @@ from animaljax.audio.io import PathError
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import ClassifierConfig
 from animaljax.models.cnn14 import CnnConfig
+from animaljax.models.panns_mobilenet import MobileNetConfig
+from animaljax.models.panns_resnet import ResNetConfig
+from animaljax.models.wavegram import WavegramConfig
 
 MODEL_JSON = "model.json"
 _FRONTENDS = {"logmel": frontend.LogMelConfig, "fbank": frontend.FbankConfig}
-_ENCODERS = {"cnn": CnnConfig, "ast": AstConfig}
+_ENCODERS = {"cnn": CnnConfig, "ast": AstConfig, "panns_resnet": ResNetConfig, "panns_mobilenet": MobileNetConfig}
+_ENCODERS["wavegram"] = WavegramConfig
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -33,7 +37,7 @@ _ENCODERS = {"cnn": CnnConfig, "ast": AstConfig}
 # ----------------------------------------------------------------------------------------------------------------
 # Fields added to a config after models were saved, with the value every older model had: left out of the dict
 # at that value, so an older model's model.json and `fingerprint` (which enrolled species record) stay the same.
-_ADDED_FIELDS = {"encoder": {"clip_norm": False}}
+_ADDED_FIELDS = {"encoder": {"clip_norm": False, "head": "clip"}}
 
 
 def config_to_dict(config: ClassifierConfig) -> dict:

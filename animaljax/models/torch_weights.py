@@ -32,9 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from animaljax.audio import frontend
+from animaljax.models import panns_layout
 from animaljax.models.ast import SIZES, AstConfig, patch_grid, resize_pos_embed
 from animaljax.models.classifier import ClassifierConfig, make_model
-from animaljax.models.cnn14 import CnnConfig
+from animaljax.models.panns_family import ARCHITECTURES, encoder_from_state, is_panns_family
 
 _MAX_LISTED = 20  # problems listed in one error message
 
@@ -135,13 +136,13 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, np.ndarray]:
 
 def detect_kind(state: dict[str, np.ndarray]) -> str:
   """ "panns" or "ast" from the key layout."""
-  if "conv_block1.conv1.weight" in state:
+  if "conv_block1.conv1.weight" in state or is_panns_family(state):
     return "panns"
   if "v.patch_embed.proj.weight" in state:
     return "ast"
   raise CheckpointError(
-    f"neither a PANNs (conv_block1.conv1.weight) nor an AST (v.patch_embed.proj.weight) state dict; "
-    f"first keys: {sorted(state)[:10]}"
+    f"neither a PANNs (conv_block1.conv1.weight) nor an AST (v.patch_embed.proj.weight) state dict; known PANNs "
+    f"architectures (marking key): {ARCHITECTURES}; first keys: {sorted(state)[:10]}"
   )
 
 
@@ -155,6 +156,8 @@ _AST_HEAD = {"norm": 0, "dense": 1}  # AST's mlp_head = Sequential(LayerNorm, Li
 
 
 def _panns_key(path: tuple[str, ...]) -> str:
+  if att := panns_layout.flax_key(path):  # Cnn14_DecisionLevelAtt's att_block
+    return att
   if path[0] == "head":
     return f"fc_audioset.{_LEAF[path[-1]]}"
   return ".".join(path[1:-1] + (_LEAF[path[-1]],))  # drop "encoder"
@@ -176,6 +179,8 @@ def _ast_key(path: tuple[str, ...]) -> str:
 def _to_flax(value: np.ndarray, leaf: str) -> np.ndarray:
   if leaf == "kernel" and value.ndim == 4:
     return value.transpose(2, 3, 1, 0)  # OIHW -> HWIO
+  if leaf == "kernel" and value.ndim == 3:
+    return value.transpose(2, 1, 0)  # Conv1d (out, in, k) -> (k, in, out): the wavegram's
   if leaf == "kernel" and value.ndim == 2:
     return value.T  # Linear (out, in) -> Dense (in, out)
   return value
@@ -292,30 +297,47 @@ def _panns_frontend(
 
 
 def panns_to_flax(
-  state: dict[str, np.ndarray], *, keep_head: bool = True, sample_rate: int | None = None
+  state: dict[str, np.ndarray], *, keep_head: bool = True, sample_rate: int | None = None,
+  head: str | None = None,
 ) -> tuple[ClassifierConfig, dict, dict]:
-  """PANNs state dict -> (ClassifierConfig, variables, detected settings)."""
-  if "conv_block6.conv1.weight" in state:
+  """PANNs state dict -> (ClassifierConfig, variables, detected settings); `head`: the decision-level head
+  when known from elsewhere (Cnn14_DecisionLevelMax has Cnn14's keys; `panns_layout`)."""
+  encoder = encoder_from_state(state)  # PANNs ResNet22/38/54 and MobileNetV1/V2; None for the CNNs
+  if encoder is not None:
+    variant = encoder.variant
+  elif "conv_block6.conv1.weight" in state:
     variant = "cnn14"
   elif "conv_block1.conv2.weight" in state:
     variant = "cnn10"
   else:
     variant = "cnn6"
-  if "conv_block1.conv1.weight" not in state:
+  if encoder is None and "conv_block1.conv1.weight" not in state:
     raise CheckpointError("not a PANNs state dict: conv_block1.conv1.weight is missing")
-  width = state["conv_block1.conv1.weight"].shape[0] / 64
-  head = state.get("fc_audioset.weight")
-  if head is None and keep_head:
+  width = encoder.width if encoder is not None else state["conv_block1.conv1.weight"].shape[0] / 64
+  layout = panns_layout.detect(state, head) if encoder is None else {"encoder": "cnn", "head": "clip"}
+  if "pre_conv0.weight" in state:
+    width = state["pre_block4.conv1.weight"].shape[0] / 64
+  num_classes = panns_layout.num_classes(state)
+  if num_classes is None and keep_head:
     raise CheckpointError("PANNs checkpoint has no fc_audioset.weight; convert with keep_head=False")
-  num_classes = head.shape[0] if head is not None else 1
-  fe, detected = _panns_frontend(state, sample_rate)
-  config = ClassifierConfig(fe, CnnConfig(variant=variant, width=width), num_classes)
+  num_classes = num_classes or 1
+  if layout["encoder"] == "wavegram" and "logmel_extractor.melW" not in state:  # Wavegram-CNN14: no STFT
+    if sample_rate not in (None, 32000):
+      raise CheckpointError("Wavegram-CNN14 checkpoints hold no front end; the published one is 32 kHz")
+    fe = frontend.LogMelConfig.panns_32k()
+    detected = {"sample_rate": fe.sample_rate, "n_fft": fe.n_fft, "hop_length": fe.hop_length, "n_mels": 64}
+  else:
+    fe, detected = _panns_frontend(state, sample_rate)
+  detected |= layout if encoder is None else {}
+  config = ClassifierConfig(fe, encoder or panns_layout.encoder_config(layout, variant, width), num_classes)
   abstract = _abstract_variables(config, fe.sample_rate)  # 1 s: enough frames for every pooling stage
   ignored = {"spectrogram_extractor.stft.conv_real.weight", "spectrogram_extractor.stft.conv_imag.weight"}
   ignored.add("logmel_extractor.melW")
+  ignored |= panns_layout.ignored_keys(state, layout)
   variables = _copy(
-    state, abstract, _panns_key, keep_head=keep_head, ignored=ignored, what=f"PANNs {variant}"
-  )
+    state, abstract, _panns_key, keep_head=keep_head, ignored=ignored, what=f"PANNs {variant}",
+    overrides=panns_layout.overrides(state),
+  )  # fmt: skip
   detected = {"kind": "panns", "variant": variant, "width": width, "num_classes": num_classes, **detected}
   return config, variables, detected
 
@@ -404,7 +426,8 @@ def convert_checkpoint(
   if found == "panns":
     if input_frames is not None:
       raise ValueError("input_frames applies to AST checkpoints only")
-    return panns_to_flax(state, keep_head=keep_head, sample_rate=sample_rate)
+    head = panns_layout.head_from_name(path) if "att_block.att.weight" not in state else None
+    return panns_to_flax(state, keep_head=keep_head, sample_rate=sample_rate, head=head)
   if sample_rate not in (None, 16000):
     raise ValueError("AST checkpoints are 16 kHz")
   return ast_to_flax(state, keep_head=keep_head, input_frames=input_frames)
