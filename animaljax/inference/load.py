@@ -95,9 +95,18 @@ def _load_workdir(root: pathlib.Path) -> Predictor:
 
 
 def _head_size(params: dict) -> int:
+  """The number of classes: the output width of the head's kernel, for every head (`head/kernel`: clip and
+  decision_max; `head/dense/kernel`: AST; `head/cla/kernel` and `head/att/kernel`: decision_att)."""
   head = params["head"]
-  kernel = head["kernel"] if "kernel" in head else head["dense"]["kernel"]
-  return int(kernel.shape[-1])
+  for path in (("kernel",), ("dense", "kernel"), ("cla", "kernel")):
+    node = head
+    for key in path:
+      node = node.get(key) if hasattr(node, "get") else None
+      if node is None:
+        break
+    if node is not None:
+      return int(node.shape[-1])
+  raise ValueError(f"cannot tell the number of classes from the head's parameters {sorted(head)}")
 
 
 def export_model(
