@@ -34,7 +34,7 @@ import gradio as gr  # noqa: E402
 import numpy as np  # noqa: E402
 
 from animaljax.bundle.format import MANIFEST, BundleError  # noqa: E402
-from animaljax.inference import Predictor, load_bundle  # noqa: E402
+from animaljax.inference import Predictor, framewise_predict, load_bundle  # noqa: E402
 from demo import plots, service  # noqa: E402
 from demo.service import DemoError, Limits  # noqa: E402
 
@@ -97,9 +97,15 @@ def build_app(
   @_ui_error
   def details(state: tuple):
     audio, ranking, timeline = state
-    picture = plots.spectrogram(
-      service.read_clip(predictor, audio, limits), predictor.config.frontend, pad_to=pad_to
-    )
+    wave = service.read_clip(predictor, audio, limits)
+    scores = service.framewise(predictor, wave)  # None unless the model has a decision-level head
+    if scores is None:
+      picture = plots.spectrogram(wave, predictor.config.frontend, pad_to=pad_to)
+    else:
+      picture = plots.framewise_overlay(
+        wave, predictor.config.frontend, scores, predictor.labels, pad_to=pad_to,
+        frame_seconds=framewise_predict.frame_seconds(predictor.config),
+      )  # fmt: skip
     several = len(timeline) > 1
     rows = [list(r) for r in timeline] if several else []
     return service.summary(ranking), picture, gr.Dataframe(value=rows, visible=several)

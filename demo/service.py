@@ -16,14 +16,16 @@ import dataclasses
 import json
 import os
 import pathlib
+import weakref
 from collections.abc import Sequence
 
+import jax
 import numpy as np
 
 from animaljax.audio.io import AudioError, audio_info, load_audio
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import StoreError
-from animaljax.inference import Predictor
+from animaljax.inference import Predictor, framewise_predict
 
 
 class DemoError(Exception):
@@ -138,6 +140,21 @@ def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analys
 def classify_file(predictor: Predictor, path: str | os.PathLike | None, limits: Limits) -> Analysis:
   """`read_clip` then `analyse`."""
   return analyse(predictor, read_clip(predictor, path, limits))
+
+
+_FRAMEWISE_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def framewise(predictor: Predictor, wave: np.ndarray) -> np.ndarray | None:
+  """A decision-level model's framewise probabilities `(frames, classes)` over the whole clip, stitched from
+  the model's windows as `predict --framewise` does (`inference.framewise_predict`); None for a model without
+  a framewise head. The jitted forward is built once per predictor."""
+  if not framewise_predict.has_framewise(predictor.config):
+    return None
+  if predictor not in _FRAMEWISE_FORWARDS:  # the value must not refer to the predictor (a weak key)
+    _FRAMEWISE_FORWARDS[predictor] = jax.jit(framewise_predict.framewise_forward(predictor.config))
+  fn = _FRAMEWISE_FORWARDS[predictor]
+  return framewise_predict.wave_framewise(predictor, wave, lambda w: fn(predictor.variables, w))
 
 
 def summary(ranking: list[dict]) -> str:
