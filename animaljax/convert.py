@@ -2,6 +2,7 @@
 
   python -m animaljax.convert panns --checkpoint Cnn14_mAP=0.431.pth --out converted/cnn14
   python -m animaljax.convert ast --checkpoint audioset_10_10_0.4593.pth --out converted/ast --input-frames 512
+  python -m animaljax.convert imagenet --checkpoint resnet18.safetensors --encoder resnet18 --out converted/r18
 
 The directory holds `model.json` and an orbax checkpoint of the variables; read it with
 `animaljax.models.pretrained.load_converted` (the conversion is `pretrained.convert`; the weight mapping
@@ -15,14 +16,16 @@ import json
 import sys
 
 from animaljax import cli
-from animaljax.models import pretrained
+from animaljax.models import imagenet_weights, pretrained
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = cli.ArgumentParser(prog="python -m animaljax.convert", description=__doc__.split("\n")[0])
-  parser.add_argument("kind", choices=["panns", "ast"], help="checkpoint family")
+  parser.add_argument("kind", choices=["panns", "ast", "imagenet"], help="checkpoint family")
   parser.add_argument(
-    "--checkpoint", required=True, help=".pth file (read with torch.load(weights_only=True))"
+    "--checkpoint",
+    required=True,
+    help=".pth file (read with torch.load(weights_only=True)); imagenet: also .safetensors",
   )
   parser.add_argument("--out", required=True, help="output directory (a new or empty folder)")
   parser.add_argument(
@@ -31,7 +34,13 @@ def _parser() -> argparse.ArgumentParser:
     help="PANNs: check the detected variant",
   )
   parser.add_argument(
-    "--sample-rate", type=int, choices=[32000, 16000, 8000], help="PANNs: expected sample rate"
+    "--encoder", choices=["resnet18", "resnet34", "resnest50"], help="imagenet: check the detected model"
+  )
+  parser.add_argument(
+    "--sample-rate",
+    type=int,
+    choices=[32000, 16000, 8000],
+    help="PANNs: expected sample rate; imagenet: the log-mel front end's (default 32000)",
   )
   parser.add_argument(
     "--input-frames", type=cli.positive_int, help="AST: lay pos_embed out for this many frames (1024 = as is)"
@@ -48,10 +57,19 @@ def _parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
   """Converts as the parsed arguments say; returns the exit status."""
   try:
-    root, detected = pretrained.convert(
-      args.checkpoint, args.kind, args.out, keep_head=args.keep_head, sample_rate=args.sample_rate,
-      input_frames=args.input_frames, variant=args.variant, force=args.force,
-    )  # fmt: skip
+    if args.kind == "imagenet":  # timm/torchvision weights for a log-mel encoder, without their head
+      root, detected = imagenet_weights.convert_imagenet(
+        args.checkpoint,
+        args.out,
+        encoder=args.encoder,
+        sample_rate=args.sample_rate or 32000,
+        force=args.force,
+      )
+    else:
+      root, detected = pretrained.convert(
+        args.checkpoint, args.kind, args.out, keep_head=args.keep_head, sample_rate=args.sample_rate,
+        input_frames=args.input_frames, variant=args.variant, force=args.force,
+      )  # fmt: skip
   except ImportError as err:  # torch is an optional extra: a setup step the user can take
     raise cli.UserError(str(err)) from err
   print(f"detected: {json.dumps(detected)}")

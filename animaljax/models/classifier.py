@@ -26,14 +26,16 @@ import jax.numpy as jnp
 from animaljax.audio import frontend
 from animaljax.models.ast import Ast, AstConfig
 from animaljax.models.cnn14 import Cnn, CnnConfig
+from animaljax.models.imagenet_resnet import ImageNetResNet, ImageNetResNetConfig
 from animaljax.models.panns_mobilenet import MobileNet, MobileNetConfig
 from animaljax.models.panns_resnet import ResNet, ResNetConfig
 from animaljax.models.sed import decision_head
 from animaljax.models.wavegram import Wavegram, WavegramConfig
 
-EncoderConfig = CnnConfig | ResNetConfig | MobileNetConfig | WavegramConfig | AstConfig
+EncoderConfig = CnnConfig | ResNetConfig | MobileNetConfig | WavegramConfig | AstConfig | ImageNetResNetConfig
 # The PANNs encoders that end in fc1 -> ReLU and take the dropout + Dense head, by config type.
 _PANNS_ENCODERS = {CnnConfig: Cnn, ResNetConfig: ResNet, MobileNetConfig: MobileNet, WavegramConfig: Wavegram}
+_PANNS_ENCODERS[ImageNetResNetConfig] = ImageNetResNet  # same head; its embedding is the global average pool
 FeatureFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -155,6 +157,10 @@ ENCODERS: dict[str, Callable[..., EncoderConfig]] = {
   "mobilenetv2": lambda **kw: MobileNetConfig(variant="mobilenetv2", **kw),
   "wavegram_cnn14": lambda **kw: WavegramConfig(logmel=False, **kw),
   "wavegram_logmel_cnn14": lambda **kw: WavegramConfig(logmel=True, **kw),
+  # ImageNet layouts over log-mel (timm names; `models.imagenet_weights` imports ImageNet weights)
+  "resnet18": lambda **kw: ImageNetResNetConfig(variant="resnet18", **kw),
+  "resnet34": lambda **kw: ImageNetResNetConfig(variant="resnet34", **kw),
+  "resnest50": lambda **kw: ImageNetResNetConfig(variant="resnest50", **kw),
   "ast": AstConfig,
 }
 

@@ -22,6 +22,7 @@ from animaljax.audio.io import PathError
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import ClassifierConfig
 from animaljax.models.cnn14 import CnnConfig
+from animaljax.models.imagenet_resnet import ImageNetResNetConfig
 from animaljax.models.panns_mobilenet import MobileNetConfig
 from animaljax.models.panns_resnet import ResNetConfig
 from animaljax.models.wavegram import WavegramConfig
@@ -30,6 +31,7 @@ MODEL_JSON = "model.json"
 _FRONTENDS = {"logmel": frontend.LogMelConfig, "fbank": frontend.FbankConfig}
 _ENCODERS = {"cnn": CnnConfig, "ast": AstConfig, "panns_resnet": ResNetConfig, "panns_mobilenet": MobileNetConfig}
 _ENCODERS["wavegram"] = WavegramConfig
+_ENCODERS["imagenet_resnet"] = ImageNetResNetConfig
 
 
 # ----------------------------------------------------------------------------------------------------------------
