@@ -26,6 +26,7 @@ import resnet_timm_torch  # noqa: E402
 from animaljax.models import imagenet_weights, pretrained, serialize  # noqa: E402
 from animaljax.models.classifier import cnn14_config, encoder_config, make_model  # noqa: E402
 from animaljax.models.imagenet_resnet import ImageNetResNet  # noqa: E402
+from animaljax.training.state import merge_pretrained  # noqa: E402
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 ATOL = 1e-4
@@ -163,6 +164,14 @@ def test_safetensors_round_trip_and_cli(tmp_path):
     assert serialize.config_to_dict(config)["encoder"]["kind"] == "imagenet_resnet"
     assert config.frontend.sample_rate == 16000 and "head" not in variables["params"]
     jax.tree.map(np.testing.assert_array_equal, variables, want)
+  # what `model.init_from` does with it: a model of the user's classes takes every encoder leaf, keeps its head
+  user = make_model(cnn14_config(5, 16000, 0.25, variant="resnet18"))
+  init = user.init(jax.random.key(0), jnp.zeros((1, 16000)))
+  merged = merge_pretrained(init["params"], variables["params"], str(root))
+  jax.tree.map(np.testing.assert_array_equal, merged["head"], init["params"]["head"])
+  np.testing.assert_array_equal(
+    merged["encoder"]["conv1"]["kernel"], want["params"]["encoder"]["conv1"]["kernel"]
+  )
   # the command, as a user runs it
   cli_out = tmp_path / "cli"
   run = subprocess.run(
