@@ -102,7 +102,10 @@ def add_model_input_arguments(parser: argparse.ArgumentParser) -> None:
     "--hop", type=positive_float, help="seconds between window starts (default: the window)"
   )
   parser.add_argument("--batch-size", type=positive_int, default=16, help="windows per forward pass")
-  parser.add_argument("--max-seconds", type=positive_float, default=7200.0, help="longest file read (whole)")
+  parser.add_argument(
+    "--max-seconds", type=positive_float, default=None,
+    help="skip files longer than this (default: no limit: files are streamed, memory stays bounded)",
+  )  # fmt: skip
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 

@@ -4,7 +4,8 @@
   python -m animaljax.embed --model exported/x --out embeddings.npz --format npz FILES...
 
 Windows are those of `animaljax.predict` (the model's clip length, every --hop seconds, the last one aligned to
-the file's end). As in HEAR's timestamp and scene embeddings, each file gives one row per window (kind
+the file's end; files of any length are streamed block by block, --max-seconds skips longer ones, default no
+limit). As in HEAR's timestamp and scene embeddings, each file gives one row per window (kind
 "window") and one for the whole file (kind "file": the mean of its window embeddings); the columns of both
 formats are described in `animaljax.inference.outputs`, and the work is `animaljax.inference.files.embed_files`.
 

@@ -12,6 +12,8 @@ Decisions worth knowing:
   * Resampling uses soxr "HQ", the resampler behind `librosa.load(path, sr=...)` (its default `soxr_hq`), so
     our clips equal what librosa users get; then clips again because a band-limited resampler can overshoot
     next to full-scale transients.
+  * `stream_audio` gives the same samples in blocks, for recordings of any length (`predict`, `embed`): the
+    resampler's state is carried across blocks, and its output equals the one-shot resampling exactly.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import re
 import warnings
+from collections.abc import Iterator
 
 import numpy as np
 import soundfile as sf
@@ -119,24 +122,33 @@ def to_float32(x: np.ndarray) -> np.ndarray:
   return (np.asarray(x, np.float32) / np.float32(32768.0)).astype(np.float32)
 
 
-def _decode(path: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
-  """Decodes the whole file to float32 `(frames, channels)` after the header checks."""
+def _open_checked(path: str, max_seconds: float | None) -> sf.SoundFile:
+  """Opens the file and runs the header checks (rate, declared length, `max_seconds`, truncated chunk)."""
   try:
     f = sf.SoundFile(path)
   except sf.LibsndfileError as err:
     raise _open_error(path, err) from err
-  with f:
+  sr, declared = int(f.samplerate), int(f.frames)
+  reason = None
+  if sr <= 0:
+    reason = f"invalid sample rate {sr} in header"
+  # Checked before decoding so a 10-hour recording costs one header read, not gigabytes of RAM.
+  elif max_seconds is not None and declared / sr > max_seconds:
+    reason = f"too long: {declared / sr:.1f} s > max {max_seconds:g} s"
+  elif declared == 0:
+    reason = "zero samples"
+  else:
+    reason = _declared_truncation(f)
+  if reason:
+    f.close()
+    raise AudioError(path, reason)
+  return f
+
+
+def _decode(path: str, max_seconds: float | None) -> tuple[np.ndarray, int]:
+  """Decodes the whole file to float32 `(frames, channels)` after the header checks."""
+  with _open_checked(path, max_seconds) as f:
     sr, declared, fmt = int(f.samplerate), int(f.frames), f.format
-    if sr <= 0:
-      raise AudioError(path, f"invalid sample rate {sr} in header")
-    # Checked before decoding so a 10-hour recording costs one header read, not gigabytes of RAM.
-    if max_seconds is not None and declared / sr > max_seconds:
-      raise AudioError(path, f"too long: {declared / sr:.1f} s > max {max_seconds:g} s")
-    if declared == 0:
-      raise AudioError(path, "zero samples")
-    truncated = _declared_truncation(f)
-    if truncated:
-      raise AudioError(path, truncated)
     try:
       data = f.read(dtype="float32", always_2d=True)
     except sf.LibsndfileError as err:
@@ -203,3 +215,72 @@ def load_audio(
     data = np.clip(data, -1.0, 1.0)
   out = np.ascontiguousarray(data[:, 0] if mono else data.T, dtype=np.float32)
   return to_int16(out) if dtype == "int16" else out
+
+
+def stream_audio(
+  path: str | os.PathLike,
+  sample_rate: int | None = None,
+  *,
+  block_frames: int = 1 << 18,
+  max_seconds: float | None = None,
+) -> Iterator[np.ndarray]:
+  """`load_audio(path, sample_rate, max_seconds=max_seconds, silent="allow")` in blocks, in bounded memory.
+
+  The file is decoded `block_frames` frames at a time; each block is validated, clipped and mixed down as
+  `load_audio` does it, and resampled by one `soxr.ResampleStream` (quality "HQ") that carries its filter
+  state from block to block. The blocks concatenated are exactly `load_audio`'s array, whatever `block_frames`:
+  every step but resampling works sample by sample (or frame by frame), and soxr's stream gives exactly the
+  samples of its one-shot `soxr.resample` (soxr 1.1: equal bit for bit and in number, checked by
+  `tests/audio/test_stream.py` for many rates, lengths and block cuts), including the last ones, which the
+  stream returns when it is told the input ended. So the length of the resampled file is known only at its
+  end, as it is after `load_audio`, and nothing here needs it before.
+
+  Args:
+    path: the audio file.
+    sample_rate: target rate in Hz; None keeps the file's rate.
+    block_frames: frames of the file decoded at once (>= 1): memory holds about one block at the file's rate
+      and channels plus its resampled copy, whatever the file's length.
+    max_seconds: reject longer files, from the header before decoding (and, should the header understate the
+      length, as soon as the decoded audio passes it); None: no limit.
+  Yields:
+    `(n,)` float32 mono blocks in [-1, 1] at `sample_rate` (some possibly empty: the resampler holds back a
+    filter's length of samples until it sees what follows them).
+  Raises:
+    AudioError: as `load_audio` (not for a silent file: silence is allowed), raised by the block where it is
+      found (a truncated FLAC after the blocks before it), so a caller keeps nothing of a file that fails.
+  """
+  if block_frames < 1:
+    raise ValueError(f"block_frames must be >= 1, got {block_frames}")
+  if sample_rate is not None and (int(sample_rate) != sample_rate or sample_rate <= 0):
+    raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
+  path = os.fspath(path)
+  _check_path(path)
+  with _open_checked(path, max_seconds) as f:
+    sr, declared, fmt = int(f.samplerate), int(f.frames), f.format
+    resampler = None
+    if sample_rate is not None and int(sample_rate) != sr:
+      resampler = soxr.ResampleStream(sr, int(sample_rate), 1, dtype="float32", quality="HQ")
+    read = 0
+    while True:
+      try:
+        data = f.read(block_frames, dtype="float32", always_2d=True)
+      except sf.LibsndfileError as err:
+        raise AudioError(path, f"truncated or corrupt {fmt}: {err}") from err
+      last = data.shape[0] == 0
+      read += data.shape[0]
+      if last and read == 0:
+        raise AudioError(path, "zero samples")
+      if last and read < declared:
+        raise AudioError(path, f"truncated or corrupt {fmt}: read {read} of {declared} frames")
+      if max_seconds is not None and read / sr > max_seconds:
+        raise AudioError(path, f"too long: more than {max_seconds:g} s")
+      if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or Inf samples")
+      # The steps of `load_audio`, in its order: clip, mix down (a mean per frame), resample, clip.
+      data = np.clip(data, -1.0, 1.0).mean(axis=1, keepdims=True, dtype=np.float32)
+      if resampler is not None:
+        data = np.clip(resampler.resample_chunk(data, last=last), -1.0, 1.0)
+      if data.shape[0] or not last:
+        yield np.ascontiguousarray(data[:, 0], dtype=np.float32)
+      if last:
+        return

@@ -16,7 +16,10 @@ Two rules, because their users want different things from the tail of a clip:
   last samples of a recording are always seen. With `hop <= window` the windows cover the whole clip; with
   `hop > window` the audio between them is skipped (a sparse scan) but the end is still covered.
 
-Both start at 0 and return starts in increasing order as `(windows,)` int64 arrays.
+Both start at 0 and return starts in increasing order as `(windows,)` int64 arrays. `CoverWindows` applies
+the second rule to audio arriving block by block (a recording of any length, streamed by `predict` and
+`embed`): the same windows, cut from the samples as they come, carrying at most one window of audio between
+blocks.
 
 And one rule for the other end, a clip *shorter* than the window: `fit_short` makes it one full window, by
 zero-padding ("pad") or by repeating it end to end ("loop"). The trainer's loader (training rows and
@@ -84,6 +87,60 @@ def cover_window_starts(num_samples: int, window: int, hop: int | None = None) -
   if starts[-1] + window < num_samples:
     starts = np.append(starts, num_samples - window)
   return starts
+
+
+class CoverWindows:
+  """`cover_window_starts` over audio that arrives in blocks: the windows of a recording of any length, cut as
+  it is decoded, in memory bounded by one block plus one window.
+
+  What is carried from block to block is at most `window` samples: those from the next regular start on (the
+  overlap of windows when `hop < window`) and the last `window` samples seen, because the end-aligned window
+  can only be cut once the end is known. `push` every block, then `finish`: the windows come out in start
+  order with exactly the starts of `cover_window_starts(num_samples, window, hop)`, whatever the block sizes.
+
+  Args:
+    window: window length in samples (>= 1); hop: samples between starts (>= 1; None: `window`).
+  Attributes:
+    num_samples: samples pushed so far (after `finish`: the clip's length).
+  """
+
+  def __init__(self, window: int, hop: int | None = None):
+    hop = window if hop is None else hop
+    _check(0, window, hop)
+    self.window, self.hop = window, hop
+    self.num_samples = 0
+    self._buf = np.zeros(0, np.float32)  # samples [num_samples - len(_buf), num_samples)
+    self._next = 0  # the next regular start
+    self._last: int | None = None  # the last start given out
+
+  def push(self, block: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """`(start, samples)` of the full windows that `block` (the clip's next samples, (n,)) completes; each
+    `samples` is a `(window,)` view, valid as long as the caller keeps it."""
+    block = np.asarray(block)
+    self._buf = np.concatenate([self._buf, block]) if self._buf.size else block
+    self.num_samples += block.shape[0]
+    first = self.num_samples - self._buf.shape[0]  # the absolute index of _buf[0]
+    out = []
+    while self._next + self.window <= self.num_samples:
+      out.append((self._next, self._buf[self._next - first : self._next - first + self.window]))
+      self._last = self._next
+      self._next += self.hop
+    # Keep what a later window may need: from the next regular start, and the last `window` samples.
+    keep = max(first, min(self._next, self.num_samples - self.window))
+    self._buf = self._buf[keep - first :]
+    return out
+
+  def finish(self) -> list[tuple[int, np.ndarray]]:
+    """The windows left once the clip has ended: the one aligned to its end, if audio is left after the last
+    regular window, or, for a clip shorter than `window`, `(0, the whole clip)` (shorter than a window: the
+    caller fits it, `fit_short`)."""
+    n = self.num_samples
+    if n < self.window:
+      return [(0, self._buf)]
+    if self._last + self.window < n:
+      self._last = n - self.window
+      return [(n - self.window, self._buf[-self.window :])]
+    return []
 
 
 SHORT_CLIP_RULES = ("pad", "loop")

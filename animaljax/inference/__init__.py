@@ -2,6 +2,8 @@
 
   predictor.py  `Predictor`: windows, batched forward passes (the bundle's serialised forward where it fits),
                 window-averaged `analyse`, streamed `scan` of long files, `classify` with enrolled species
+  streaming.py  the one scanning loop of `scan` / `scan_waves`: files of any length block by block, windows
+                batched across files, `FileScan` per file
   load.py       the one place that knows bundle | converted model dir | training workdir: `load_predictor`,
                 `load_bundle`, and `export_model` (the bundle of a model given by its path)
   outputs.py    predict's CSV/JSON/Raven and embed's Parquet/npz formats, the replace-on-success output file

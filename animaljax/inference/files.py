@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import pathlib
 import sys
+import time
 from collections.abc import Iterable, Iterator
 
 import numpy as np
@@ -65,7 +66,10 @@ def enrolled_species(predictor: Predictor) -> dict:
 
 class _Scan:
   """`Predictor.scan` over the expanded inputs with a progress bar on stderr; unreadable files are named on
-  stderr and skipped. Iterate it for the readable files' `FileScan`s; `readable` counts them."""
+  stderr and skipped. Iterate it for the readable files' `FileScan`s; `readable` counts them.
+
+  The bar counts files and, as a 24-hour recording is one file, also the hours of audio done and the speed
+  in multiples of real time (audio seconds per wall second), refreshed as blocks are read."""
 
   def __init__(self, predictor: Predictor, inputs, *, desc: str, hop, batch_size, max_seconds, quiet):
     self.predictor, self.inputs, self.desc, self.quiet = predictor, inputs, desc, quiet
@@ -79,7 +83,9 @@ class _Scan:
     for err in errors:
       print(f"skipped {err}", file=sys.stderr)
     with tqdm(total=len(files), desc=self.desc, unit="file", file=sys.stderr, disable=self.quiet) as bar:
-      for scan in self.predictor.scan(files, **self.kwargs):
+      audio = _AudioProgress(bar)
+      for scan in self.predictor.scan(files, **self.kwargs, on_audio=None if self.quiet else audio):
+        audio.show()
         bar.update()
         if scan.error is not None:
           bar.write(f"skipped {scan.error}", file=sys.stderr)
@@ -88,6 +94,25 @@ class _Scan:
         yield scan
     if not files and not errors:
       print("no audio files found in the inputs", file=sys.stderr)
+
+
+class _AudioProgress:
+  """`on_audio` for `Predictor.scan`: hours of audio done and the speed as the bar's postfix, at most twice a
+  second (a bar over files alone would stand still for the hours of a long recording)."""
+
+  def __init__(self, bar):
+    self.bar, self.seconds = bar, 0.0
+    self.start = self.shown = time.perf_counter()
+
+  def __call__(self, seconds: float) -> None:
+    self.seconds += seconds
+    if time.perf_counter() - self.shown >= 0.5:
+      self.show(refresh=True)
+
+  def show(self, refresh: bool = False) -> None:
+    self.shown = time.perf_counter()
+    speed = self.seconds / max(self.shown - self.start, 1e-9)
+    self.bar.set_postfix_str(f"{self.seconds / 3600:.2f} h audio, {speed:.0f}x real time", refresh=refresh)
 
 
 def predict_files(
@@ -102,7 +127,7 @@ def predict_files(
   model_threshold: float = 0.5,
   hop: float | None = None,
   batch_size: int = 16,
-  max_seconds: float = 7200.0,
+  max_seconds: float | None = None,
   quiet: bool = False,
   threshold: float | None = None,
 ) -> int:
@@ -111,8 +136,8 @@ def predict_files(
   Args:
     model: a bundle, converted model dir or training workdir (`inference.load.load_predictor`).
     pool, top_k, min_score, model_threshold: as `outputs.summarize` (pool None: the model's own,
-      `audio.windows.window_pool`); hop, batch_size, max_seconds: as `Predictor.scan` (`hop` in seconds);
-      quiet: no progress bar.
+      `audio.windows.window_pool`); hop, batch_size, max_seconds: as `Predictor.scan` (`hop` in seconds;
+      files are streamed, so max_seconds defaults to None: no limit); quiet: no progress bar.
     threshold: a multi-label model's detection threshold for every class (None: its stored per-class ones).
   Returns:
     The number of files read; when 0, an existing `output` is left as it was.
@@ -159,7 +184,7 @@ def embed_files(
   format: str | None = None,  # noqa: A002 - the command's option name
   hop: float | None = None,
   batch_size: int = 16,
-  max_seconds: float = 7200.0,
+  max_seconds: float | None = None,
   quiet: bool = False,
 ) -> int:
   """Per-window and per-file embeddings of `inputs` written to `out` (`outputs.EMBED_FORMATS`).

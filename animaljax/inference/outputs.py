@@ -71,7 +71,10 @@ def summarize(
   model_threshold: float = 0.5,
   thresholds: np.ndarray | None = None,
 ) -> dict:
-  """A `Predictor.scan` result -> `{"file", "labels", "windows": [{"start_s", "end_s", "labels"}]}`.
+  """A `Predictor.scan` result -> `{"file", "labels", "windows": iterator of {"start_s", "end_s", "labels"}}`.
+
+  "windows" is a one-pass iterator, ranked as `Writer.write` consumes it (`list()` it to keep it): a 24-hour
+  recording's tens of thousands of window rows are formatted as they are written, never all held as objects.
 
   Args:
     labels, species: the model's class names and enrolled species (`SpeciesStore.load()`).
@@ -91,19 +94,21 @@ def summarize(
     return _keep(rank(p, labels, e, species, top_k=k, model_threshold=model_threshold), min_score)
 
   pooled = scan.probs.mean(0) if pool == "mean" else scan.probs.max(0)
-  windows = [
+  windows = (
     {"start_s": round(float(s), 6), "end_s": round(float(e), 6), "labels": ranked(p, emb)}
     for s, e, p, emb in zip(scan.start_s, scan.end_s, scan.probs, scan.embeddings, strict=True)
-  ]
+  )
   return {"file": scan.file, "labels": ranked(pooled, scan.embeddings.mean(0)), "windows": windows}
 
 
 def csv_rows(result: dict) -> Iterator[tuple]:
-  """CSV_COLUMNS rows of one file's result: its windows, then its summary (kind "file")."""
+  """CSV_COLUMNS rows of one file's result: its windows, then its summary (kind "file", to the last window's
+  end)."""
+  end = 0.0
   for w in result["windows"]:
     for r, entry in enumerate(w["labels"], start=1):
       yield result["file"], "window", w["start_s"], w["end_s"], r, entry["label"], entry["score"]
-  end = result["windows"][-1]["end_s"] if result["windows"] else 0.0
+    end = w["end_s"]
   for r, entry in enumerate(result["labels"], start=1):
     yield result["file"], "file", 0.0, end, r, entry["label"], entry["score"]
 
@@ -128,8 +133,12 @@ class Writer:
   def write(self, result: dict) -> None:
     if self.fmt == "csv":
       self.csv.writerows(csv_rows(result))
-    elif self.fmt == "json":
-      self.out.write(("," if self.count else "") + "\n" + json.dumps(result, ensure_ascii=False))
+    elif self.fmt == "json":  # json.dumps(result) exactly, its windows written one at a time
+      head = json.dumps({k: v for k, v in result.items() if k != "windows"}, ensure_ascii=False)
+      self.out.write(("," if self.count else "") + "\n" + head[:-1] + ', "windows": [')
+      for i, w in enumerate(result["windows"]):
+        self.out.write((", " if i else "") + json.dumps(w, ensure_ascii=False))
+      self.out.write("]}")
     else:
       rows = detection_runs(result["windows"]) if self.detections else (
         (w["start_s"], w["end_s"], e["label"], e["score"]) for w in result["windows"] for e in w["labels"]

@@ -9,8 +9,8 @@ trained on): a longer clip gives windows every `hop` samples (default: hop = win
 the clip's end so every window has the same shape (one compilation); a shorter clip is zero-padded at its end
 to the full window, exactly as the trainer's loader pads it (one input rule for training, evaluation and
 prediction; `pad_short`). `analyse`/`classify` pool window outputs (embeddings averaged, class scores as softmax
-probabilities); `scan` streams every window of long files through the model in batches and keeps them apart,
-through `scan_waves`, which `evaluate` also feeds with the clips of a packed split.
+probabilities); `scan` streams files of any length block by block through the model in batches and keeps
+their windows apart (`inference.streaming`, the loop `scan_waves` also runs over the clips of a packed split).
 
 If the model folder holds enrolled species (`<path>/species/`, see `animaljax.fewshot`), `classify` ranks them
 with the model's own classes. Windows follow `animaljax.audio.windows.cover_window_starts`.
@@ -18,22 +18,24 @@ with the model's own classes. Windows follow `animaljax.audio.windows.cover_wind
 
 from __future__ import annotations
 
-import concurrent.futures
-import dataclasses
+import functools
 import os
 import pathlib
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from animaljax.audio import frontend
-from animaljax.audio.io import AudioError, load_audio
+from animaljax.audio.io import AudioError, load_audio, stream_audio
 from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short, window_pool
 from animaljax.bundle.exported import ExportedForward
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import SpeciesStore
+from animaljax.inference import streaming
+from animaljax.inference.streaming import FileScan
 from animaljax.models.classifier import ClassifierConfig, inference_forward
 from animaljax.models.serialize import fingerprint
 
@@ -250,25 +252,31 @@ class Predictor:
     *,
     hop_seconds: float | None = None,
     batch_size: int = 16,
-    max_seconds: float | None = 7200.0,
+    max_seconds: float | None = None,
+    block_frames: int = 1 << 18,
+    on_audio: Callable[[float], Any] | None = None,
   ) -> Iterator[FileScan]:
     """Every window of every file, streamed through the model; yields one `FileScan` per file, in order.
 
-    Each file is decoded whole into host memory (at most `max_seconds`; the next file is decoded in a
-    background thread while the model runs) and goes through `scan_waves`. A file that cannot be read yields a
-    FileScan with `error` set.
+    Files of any length: each is decoded `block_frames` frames at a time (`audio.io.stream_audio`: the
+    samples of `load_file`, resampled with the resampler's state carried across blocks), the next block in a
+    background thread while the model runs, and cut into windows as blocks arrive (`inference.streaming`),
+    so memory holds a block, one window of overlap and a batch, never the file. The windows, probabilities and
+    embeddings are those of `scan_waves` of the whole decoded file. A file that cannot be read, or fails part
+    way (a truncated FLAC), yields a FileScan with `error` set and the next file is read.
+
+    Args:
+      files: audio files. hop_seconds, batch_size: as `scan_waves`.
+      max_seconds: reject longer files (None: no limit; memory does not grow with the length).
+      block_frames: frames decoded at once (at the file's rate).
+      on_audio: called with the seconds of audio (at the model's rate) of each block once it is windowed.
     """
-
-    def read(path: str) -> np.ndarray | AudioError:
-      try:
-        return self.load_file(path, max_seconds)
-      except AudioError as err:
-        return err
-      except Exception as err:  # anything else the decoder or resampler throws still names the file
-        return AudioError(path, f"cannot read: {type(err).__name__}: {err}")
-
-    files = [os.fspath(f) for f in files]
-    yield from self.scan_waves(_read_ahead(read, files), hop_seconds=hop_seconds, batch_size=batch_size)
+    hop = self.hop_samples(hop_seconds)
+    read = functools.partial(
+      stream_audio, sample_rate=self.sample_rate, block_frames=block_frames, max_seconds=max_seconds
+    )
+    events = streaming.read_ahead(streaming.file_events([os.fspath(f) for f in files], read))
+    yield from streaming.scan_events(self, events, hop=hop, batch_size=batch_size, on_audio=on_audio)
 
   def scan_waves(
     self,
@@ -287,49 +295,8 @@ class Predictor:
       batch_size: windows per forward pass, batched across clips: only one batch is on the device at once,
         however long the recording.
     """
-    if batch_size < 1:
-      raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     hop = self.hop_samples(hop_seconds)
-    done: dict[int, FileScan] = {}
-    remaining: dict[int, int] = {}
-    queue: list[tuple[int, int, np.ndarray]] = []  # (clip, window row, samples): views, not copies
-
-    def flush() -> None:
-      probs, embs = self.run_windows(np.stack([w for _, _, w in queue]))
-      for (i, row, _), p, e in zip(queue, probs, embs, strict=True):
-        done[i].probs[row], done[i].embeddings[row] = p, e
-        remaining[i] -= 1
-      queue.clear()
-
-    emitted = 0
-    for i, (path, wave) in enumerate(waves):
-      if isinstance(wave, AudioError):
-        done[i], remaining[i] = FileScan.failed(path, wave), 0
-      else:
-        n, w = wave.shape[0], self.clip_samples
-        starts = self.window_starts(n, hop)
-        done[i] = FileScan(
-          path, n / self.sample_rate, starts / self.sample_rate, np.minimum(starts + w, n) / self.sample_rate,
-          np.zeros((len(starts), len(self.labels)), np.float32), np.zeros((len(starts), self.embed_dim), np.float32),
-        )  # fmt: skip
-        remaining[i] = len(starts)
-        if n < w and self.pad_short(wave).shape[0] != w:  # "native": a clip of its own length, a batch of one
-          done[i].probs[:], done[i].embeddings[:] = self.run_windows(self.pad_short(wave)[None])
-          remaining[i] = 0
-        else:
-          rows = [self.pad_short(wave)] if n <= w else (wave[s : s + w] for s in starts)
-          for row, x in enumerate(rows):
-            queue.append((i, row, x))
-            if len(queue) == batch_size:
-              flush()
-      while emitted in done and remaining[emitted] == 0:
-        yield done.pop(emitted)
-        emitted += 1
-    if queue:
-      flush()
-    while emitted in done:
-      yield done.pop(emitted)
-      emitted += 1
+    yield from streaming.scan_events(self, streaming.wave_events(waves), hop=hop, batch_size=batch_size)
 
   def embed_file(self, path: str | os.PathLike) -> np.ndarray:
     """(D,) embedding of a file (window-averaged)."""
@@ -362,32 +329,6 @@ class Predictor:
     return out if not isinstance(x, str | os.PathLike) and np.asarray(x).ndim == 2 else out[0]
 
 
-@dataclasses.dataclass
-class FileScan:
-  """One file's windows through the model (`Predictor.scan`).
-
-  Attributes:
-    file: the path as given; duration_s: its length at the model's rate.
-    start_s, end_s: (W,) window bounds in seconds (a clip shorter than the window: one window [0, duration]).
-    probs: (W, C) probabilities (`Predictor.probabilities`: softmax, or a multi-label model's sigmoids);
-      embeddings: (W, D).
-    error: the AudioError when the file could not be read (the arrays are then empty).
-  """
-
-  file: str
-  duration_s: float
-  start_s: np.ndarray
-  end_s: np.ndarray
-  probs: np.ndarray
-  embeddings: np.ndarray
-  error: AudioError | None = None
-
-  @classmethod
-  def failed(cls, file: str, error: AudioError) -> FileScan:
-    empty = np.zeros(0)
-    return cls(file, 0.0, empty, empty, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), error)
-
-
 def _thresholds(values: Sequence[float | None] | None, num_classes: int) -> np.ndarray:
   """(C,) float64 thresholds: 0.5 each without values; a None (a class without validation positives) is +inf."""
   if values is None:
@@ -398,16 +339,3 @@ def _thresholds(values: Sequence[float | None] | None, num_classes: int) -> np.n
   if np.isnan(out).any():
     raise ValueError("thresholds must be numbers (or None for a class that never fires)")
   return out
-
-
-def _read_ahead(read, items: Sequence[str]) -> Iterator[tuple[str, object]]:
-  """`(item, read(item))` in order, reading the next item in a thread while the caller works on this one."""
-  if not items:
-    return
-  with concurrent.futures.ThreadPoolExecutor(1) as pool:
-    ahead = pool.submit(read, items[0])
-    for i, item in enumerate(items):
-      result = ahead.result()
-      if i + 1 < len(items):
-        ahead = pool.submit(read, items[i + 1])
-      yield item, result
