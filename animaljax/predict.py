@@ -14,6 +14,10 @@ only detections, one selection per run of consecutive windows. Enrolled species 
 "unknown" comes first where nothing is confident (`animaljax.fewshot.enrol.rank`). The formats are described in
 `animaljax.inference.outputs`; the work is `animaljax.inference.files.predict_files`.
 
+Files of any length are streamed (decoded, resampled and windowed block by block: memory does not grow with
+the length); --max-seconds skips longer files (default: no limit). The progress bar on stderr counts files,
+hours of audio and the speed in multiples of real time.
+
 Output goes to stdout, or --output. A file that cannot be read is named on stderr with the reason and skipped.
 Exit status: 0 when at least one file was read, 1 when none could be, 2 for a bad model, option or output
 path (one `error: ...` line). Every option is checked before any work, and --output is written under a
@@ -28,7 +32,7 @@ import argparse
 import sys
 
 from animaljax import cli
-from animaljax.inference import files, outputs
+from animaljax.inference import files, framewise_predict, outputs
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +54,17 @@ def _parser() -> argparse.ArgumentParser:
   )
   parser.add_argument("--min-score", type=cli.probability, default=0.0, help="drop labels scoring below this")
   parser.add_argument(
+    "--framewise", action="store_true",
+    help="decision-level models: sound events (file,onset_s,offset_s,label,peak) from the framewise output "
+    "over each whole recording (`inference.framewise_predict`); --threshold overrides every class's threshold",
+  )  # fmt: skip
+  parser.add_argument(
+    "--min-duration", type=cli.nonnegative_float, default=0.0, help="--framewise: drop shorter events (s)"
+  )
+  parser.add_argument(
+    "--merge-gap", type=cli.nonnegative_float, default=0.0, help="--framewise: join events closer than this (s)"
+  )
+  parser.add_argument(
     "--model-threshold", type=cli.probability, default=0.5,
     help="top probability below which the model says unknown",
   )  # fmt: skip
@@ -58,6 +73,13 @@ def _parser() -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
   """Executes parsed arguments; returns the exit status (1: no file could be read)."""
+  if args.framewise:
+    read = framewise_predict.predict_framewise_files(
+      args.model, args.inputs, output=args.output, format=args.format, hop=args.hop, batch_size=args.batch_size,
+      max_seconds=args.max_seconds, quiet=args.quiet, threshold=args.threshold, min_duration_s=args.min_duration,
+      merge_gap_s=args.merge_gap,
+    )  # fmt: skip
+    return 0 if read else 1
   read = files.predict_files(
     args.model, args.inputs, output=args.output, format=args.format, pool=args.pool, top_k=args.top_k,
     min_score=args.min_score, model_threshold=args.model_threshold, hop=args.hop, batch_size=args.batch_size,
