@@ -62,7 +62,10 @@ def _parser() -> argparse.ArgumentParser:
     "--min-duration", type=cli.nonnegative_float, default=0.0, help="--framewise: drop shorter events (s)"
   )
   parser.add_argument(
-    "--merge-gap", type=cli.nonnegative_float, default=0.0, help="--framewise: join events closer than this (s)"
+    "--merge-gap",
+    type=cli.nonnegative_float,
+    default=0.0,
+    help="--framewise: join events closer than this (s)",
   )
   parser.add_argument(
     "--model-threshold", type=cli.probability, default=0.5,

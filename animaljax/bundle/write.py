@@ -285,9 +285,14 @@ def _write_bundle(
   tmp.mkdir(parents=True)
   clip_seconds = model.clip_samples / model.sample_rate
   write_model_record(
-    tmp, model_record(
-      model.config, model.labels, clip_seconds=clip_seconds, short_clips=model.short_clips,
-      multi_label=model.multi_label, thresholds=list(model.thresholds) if model.multi_label else None,
+    tmp,
+    model_record(
+      model.config,
+      model.labels,
+      clip_seconds=clip_seconds,
+      short_clips=model.short_clips,
+      multi_label=model.multi_label,
+      thresholds=list(model.thresholds) if model.multi_label else None,
     ),  # fmt: skip
   )
   save_file(flatten(model.variables), str(tmp / PARAMS), metadata={"format": FORMAT})

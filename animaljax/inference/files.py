@@ -149,10 +149,14 @@ def predict_files(
     predictor = load_model(model, hop)
     species = enrolled_species(predictor)
     if threshold is not None and not predictor.multi_label:
-      raise ValueError("--threshold applies to multi-label models; a single-label model ranks (see --min-score)")
+      raise ValueError(
+        "--threshold applies to multi-label models; a single-label model ranks (see --min-score)"
+      )
     thresholds = None
     if predictor.multi_label:
-      thresholds = predictor.thresholds if threshold is None else np.full(len(predictor.labels), float(threshold))
+      thresholds = (
+        predictor.thresholds if threshold is None else np.full(len(predictor.labels), float(threshold))
+      )
     writer = outputs.Writer(format, out, sample_rate=predictor.sample_rate, detections=predictor.multi_label)
     scans = _Scan(predictor, inputs, desc="predict", hop=hop, batch_size=batch_size, max_seconds=max_seconds,
                   quiet=quiet)  # fmt: skip

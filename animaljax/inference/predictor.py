@@ -157,7 +157,11 @@ class Predictor:
 
   def detections(self, probs: np.ndarray, threshold: float | Sequence[float] | None = None) -> np.ndarray:
     """(..., C) probabilities -> bool (..., C): `probs >= threshold` (per class; None: `self.thresholds`)."""
-    t = self.thresholds if threshold is None else np.broadcast_to(np.asarray(threshold, np.float64), self.thresholds.shape)
+    t = (
+      self.thresholds
+      if threshold is None
+      else np.broadcast_to(np.asarray(threshold, np.float64), self.thresholds.shape)
+    )
     return np.asarray(probs) >= t
 
   def embed(self, waves) -> jax.Array:

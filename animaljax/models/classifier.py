@@ -121,7 +121,9 @@ class Classifier(nn.Module):
       # PANNs' last dropout sits between fc1 and the head; the embedding itself is returned undropped.
       drop = nn.Dropout(0.5, deterministic=not (train and cfg.encoder.dropout))
       if head == "clip":
-        logits = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(drop(out["embedding"]))
+        logits = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(
+          drop(out["embedding"])
+        )
       else:  # decision-level (models/sed.py): framewise probabilities at the front end's frame rate
         logits, out["framewise"] = decision_head(
           drop(out["segment_embeddings"]), head=head, num_classes=cfg.num_classes,

@@ -29,7 +29,12 @@ from animaljax.models.wavegram import WavegramConfig
 
 MODEL_JSON = "model.json"
 _FRONTENDS = {"logmel": frontend.LogMelConfig, "fbank": frontend.FbankConfig}
-_ENCODERS = {"cnn": CnnConfig, "ast": AstConfig, "panns_resnet": ResNetConfig, "panns_mobilenet": MobileNetConfig}
+_ENCODERS = {
+  "cnn": CnnConfig,
+  "ast": AstConfig,
+  "panns_resnet": ResNetConfig,
+  "panns_mobilenet": MobileNetConfig,
+}
 _ENCODERS["wavegram"] = WavegramConfig
 _ENCODERS["imagenet_resnet"] = ImageNetResNetConfig
 

@@ -297,7 +297,10 @@ def _panns_frontend(
 
 
 def panns_to_flax(
-  state: dict[str, np.ndarray], *, keep_head: bool = True, sample_rate: int | None = None,
+  state: dict[str, np.ndarray],
+  *,
+  keep_head: bool = True,
+  sample_rate: int | None = None,
   head: str | None = None,
 ) -> tuple[ClassifierConfig, dict, dict]:
   """PANNs state dict -> (ClassifierConfig, variables, detected settings); `head`: the decision-level head

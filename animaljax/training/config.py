@@ -307,7 +307,9 @@ def validate(c: RunConfig) -> None:
   if c.data.cv_fold and c.data.source != "esc50":
     raise ValueError(f"data.cv_fold applies to the esc50 source, not {c.data.source!r}")
   if c.model.head != "clip" and not (c.model.encoder.startswith(("cnn", "wavegram"))):
-    raise ValueError(f"model.head={c.model.head} applies to the PANNs CNNs and wavegrams, not {c.model.encoder}")
+    raise ValueError(
+      f"model.head={c.model.head} applies to the PANNs CNNs and wavegrams, not {c.model.encoder}"
+    )
   if c.model.encoder == "ast" and c.data.sample_rate != 16000:
     raise ValueError(
       f"AST's fbank recipe runs at 16000 Hz; set data.sample_rate=16000 (got {c.data.sample_rate})"

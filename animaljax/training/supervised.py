@@ -338,7 +338,9 @@ def _train(c: config_lib.RunConfig, workdir: pathlib.Path, started) -> dict:
       targets, probs, loss = clip_scores_multilabel(outputs)
       # Thresholds of maximum F1 on this (validation) split: the F1 reported here is therefore optimistic; the
       # threshold-free mAP picks the best state, and `evaluate` scores other splits at these thresholds.
-      thresholds = metrics.choose_thresholds(targets, probs, target_precision=c.eval.threshold_precision or None)
+      thresholds = metrics.choose_thresholds(
+        targets, probs, target_precision=c.eval.threshold_precision or None
+      )
       latest.update(targets=targets, probs=probs)
       report = metrics.multilabel_report(targets, probs, class_names, thresholds=thresholds)
       report = {k: (float("nan") if v is None and k != "d_prime" else v) for k, v in report.items()}
