@@ -198,11 +198,7 @@ class EventWriter:
     else:
       for onset, offset, label, peak in rows:
         self.selection += 1
-        row = (
-          self.selection, "Spectrogram 1", 1, f"{onset:.4f}", f"{offset:.4f}", "0.0", f"{self.high:.1f}",
-          " ".join(str(label).split()), f"{peak:.6f}", " ".join(str(file).split()),
-        )  # fmt: skip
-        self.out.write("\t".join(map(str, row)) + "\n")
+        self.out.write(outputs.raven_line(self.selection, onset, offset, self.high, label, peak, file))
     self.count += 1
 
   def close(self) -> None:

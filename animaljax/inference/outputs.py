@@ -145,11 +145,7 @@ class Writer:
       )  # fmt: skip
       for begin, end, label, score in rows:
         self.selection += 1
-        row = (
-          self.selection, "Spectrogram 1", 1, f"{begin:.4f}", f"{end:.4f}", "0.0",
-          f"{self.high:.1f}", _raven_text(label), f"{score:.6f}", _raven_text(result["file"]),
-        )  # fmt: skip
-        self.out.write("\t".join(map(str, row)) + "\n")
+        self.out.write(raven_line(self.selection, begin, end, self.high, label, score, result["file"]))
     self.count += 1
 
   def close(self) -> None:
@@ -179,6 +175,18 @@ def detection_runs(windows: list[dict]) -> list[tuple[float, float, str, float]]
       open_runs[label] = [w["start_s"], w["end_s"], label, score]
   runs.extend(tuple(r) for r in open_runs.values())
   return sorted(runs, key=lambda r: (r[0], r[2]))
+
+
+def raven_line(
+  selection: int, begin: float, end: float, high_hz: float, label: str, score: float, file: str
+) -> str:
+  """One selection of a Raven table in `RAVEN_COLUMNS` order, tab-separated, with its newline (the whole band
+  from 0 to `high_hz`)."""
+  row = (
+    selection, "Spectrogram 1", 1, f"{begin:.4f}", f"{end:.4f}", "0.0", f"{high_hz:.1f}", _raven_text(label),
+    f"{score:.6f}", _raven_text(file),
+  )  # fmt: skip
+  return "\t".join(map(str, row)) + "\n"
 
 
 def _raven_text(s: str) -> str:
