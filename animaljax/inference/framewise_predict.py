@@ -207,6 +207,10 @@ class EventWriter:
     self.out.flush()
 
 
+# Files are decoded whole here (the window scan of plain `predict` streams): 4 h at 32 kHz is 1.8 GB of float32.
+FRAMEWISE_MAX_SECONDS = 4 * 3600.0
+
+
 def predict_framewise_files(
   model: str | os.PathLike,
   inputs: Iterable[str | os.PathLike],
@@ -226,7 +230,9 @@ def predict_framewise_files(
   Args:
     model: a bundle, converted model dir or training workdir with a decision-level head.
     hop: seconds between window starts (None: one window); batch_size: windows per forward pass;
-    max_seconds: skip longer files (None: no limit); quiet: no progress bar.
+    max_seconds: skip longer files (None: `FRAMEWISE_MAX_SECONDS`: unlike `predict`'s window scan, which streams,
+      this path decodes a file whole and keeps its framewise timeline, 100 frames a second, in memory);
+      quiet: no progress bar.
     threshold: one threshold for every class (None: the model's stored per-class ones, 0.5 by default).
     min_duration_s, merge_gap_s: as `framewise.events`.
   Returns:
@@ -236,6 +242,7 @@ def predict_framewise_files(
   """
   if min_duration_s < 0 or merge_gap_s < 0:
     raise ValueError("--min-duration and --merge-gap must be >= 0")
+  max_seconds = FRAMEWISE_MAX_SECONDS if max_seconds is None else max_seconds
 
   def run(out) -> int:
     predictor = files_mod.load_model(model, hop)
