@@ -155,15 +155,6 @@ class Predictor:
     """(W, C) window probabilities of one clip -> (C,): `audio.windows.window_pool` of this model."""
     return probs.max(0) if window_pool(self.multi_label) == "max" else probs.mean(0)
 
-  def detections(self, probs: np.ndarray, threshold: float | Sequence[float] | None = None) -> np.ndarray:
-    """(..., C) probabilities -> bool (..., C): `probs >= threshold` (per class; None: `self.thresholds`)."""
-    t = (
-      self.thresholds
-      if threshold is None
-      else np.broadcast_to(np.asarray(threshold, np.float64), self.thresholds.shape)
-    )
-    return np.asarray(probs) >= t
-
   def embed(self, waves) -> jax.Array:
     """(batch, time) float32 in [-1, 1] or int16 at `sample_rate` -> (batch, D) embeddings (jitted)."""
     return self._run(waves)[1]
