@@ -10,6 +10,9 @@ random native rate among 8, 11.025, 16 and 22.05 kHz, scaled by a random gain of
 8-bit WAV one time in five (16-bit otherwise). File names keep the ESC-50 source id, so `--group-by` can keep a
 recording's clips together. Seeded: the same seed gives the same corpus. `--clean` writes the same layout with
 the clips as they are (whole 5 s, 44.1 kHz, 16-bit): the clean reference the recipe must not lose on.
+`--select` writes the corpus a recipe is chosen on, which never contains fold 5: `Training/` is folds 1-3 and
+`Test/` fold 4 (the same degraded clips as the full corpus, same seed), so a lever is judged on 80 held-out clips
+and fold 5 stays for the one final score.
 """
 
 from __future__ import annotations
@@ -24,13 +27,21 @@ import soundfile as sf
 RATES = (8000, 11025, 16000, 22050)
 
 
-def build(esc50: pathlib.Path, wind: pathlib.Path, out: pathlib.Path, seed: int, clean: bool = False) -> dict:
+def build(
+  esc50: pathlib.Path,
+  wind: pathlib.Path,
+  out: pathlib.Path,
+  seed: int,
+  clean: bool = False,
+  select: bool = False,
+) -> dict:
   import librosa
 
   rng = np.random.default_rng(seed)
   counts = {"Training": 0, "Test": 0, "Noise": 0}
   for row in csv.DictReader(open(esc50 / "meta" / "esc50.csv")):
-    split = "Test" if row["fold"] == "5" else "Training"
+    test_fold = "4" if select else "5"
+    split = "Test" if row["fold"] == test_fold else "Training"
     wave, sr = librosa.load(esc50 / "audio" / row["filename"], sr=None)
     if clean:
       folder = out / split / row["category"]
@@ -44,6 +55,8 @@ def build(esc50: pathlib.Path, wind: pathlib.Path, out: pathlib.Path, seed: int,
     wave = librosa.resample(wave, orig_sr=sr, target_sr=rate, res_type="soxr_hq")
     wave = np.clip(wave * 10 ** (rng.uniform(-20.0, 0.0) / 20), -1.0, 1.0)
     subtype = "PCM_U8" if rng.uniform() < 0.2 else "PCM_16"
+    if select and row["fold"] == "5":  # drawn all the same, so every other clip matches the full corpus
+      continue
     folder = out / split / row["category"]
     folder.mkdir(parents=True, exist_ok=True)
     sf.write(folder / row["filename"].replace(".flac", ".wav"), wave, rate, subtype=subtype)
@@ -65,10 +78,11 @@ def main() -> None:
   p.add_argument("--out", type=pathlib.Path, required=True)
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--clean", action="store_true", help="no degradation: the clips as they are, same layout")
+  p.add_argument("--select", action="store_true", help="the selection corpus: train folds 1-3, test fold 4")
   args = p.parse_args()
   if args.out.exists() and any(args.out.iterdir()):
     raise SystemExit(f"error: {args.out} is not empty; give a new folder")
-  print(build(args.esc50, args.wind, args.out, args.seed, clean=args.clean))
+  print(build(args.esc50, args.wind, args.out, args.seed, clean=args.clean, select=args.select))
 
 
 if __name__ == "__main__":

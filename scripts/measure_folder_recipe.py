@@ -36,6 +36,7 @@ VARIANTS = {
   "no_specaug": ["--config.train.specaugment=False"],
   "no_class_weights": ["--config.train.class_weights=none"],
   "balanced_sampling": ["--config.train.class_weights=none", "--config.train.sampling=balanced"],
+  "lowpass": ["--config.train.lowpass_p=0.5"],
   "steps_1800": ["--config.train.steps=1800", "--config.eval.every_steps=150", "--config.checkpoint.every_steps=150"],
   # What the project recommended before: cnn10_esc50.py:cpu's settings (5 s rows, zero-padding, 600 steps,
   # no noise, no class weights), on this folder.

@@ -3,13 +3,14 @@
 from animaljax.augment.mixup import mixup, sample_mixup
 from animaljax.augment.noise import mix_at_snr, random_noise_mix
 from animaljax.augment.specaugment import spec_augment
-from animaljax.augment.waveform import random_crop, random_gain, random_time_shift
+from animaljax.augment.waveform import random_crop, random_gain, random_lowpass, random_time_shift
 
 __all__ = [
   "mix_at_snr",
   "mixup",
   "random_crop",
   "random_gain",
+  "random_lowpass",
   "random_noise_mix",
   "random_time_shift",
   "sample_mixup",

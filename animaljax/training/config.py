@@ -123,6 +123,11 @@ class TrainConfig:
   noise_snr_db: tuple[float, ...] = (5.0, 20.0)
   noise_split: str = "noise"
   max_noise_clips: int = 64  # noise clips kept on the device
+  # Band-limiting, for corpora that mix native sample rates: each training example loses everything above a
+  # cutoff drawn from `lowpass_hz` with probability `lowpass_p` (after the noise mixing), as a clip recorded at
+  # a lower rate does. Cutoffs at or above the model's Nyquist do nothing. 0 = off; never in evaluation.
+  lowpass_p: float = 0.0
+  lowpass_hz: tuple[float, ...] = (4000.0, 5512.5, 8000.0)
   # Exponential moving average of the parameters (`ema = d * ema + (1 - d) * params` after every update);
   # evaluation, the best state and so every export and prediction use the average. 0 = off.
   ema_decay: float = 0.0
@@ -291,6 +296,9 @@ def validate(c: RunConfig) -> None:
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
+  cutoffs = c.train.lowpass_hz
+  if not cutoffs or not all(math.isfinite(f) and f > 0 for f in cutoffs):
+    raise ValueError(f"train.lowpass_hz must be one or more frequencies > 0 Hz, got {cutoffs!r}")
   if c.model.encoder == "ast" and c.model.clip_norm:
     raise ValueError(
       "model.clip_norm applies to the CNN encoders; AST normalises its fbank with fixed statistics"

@@ -37,6 +37,7 @@ RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
   "train.halt_after": (lambda v: v >= 0, "an integer >= 0 (0 = off)"),
   "train.noise_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
   "train.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
+  "train.lowpass_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
   "train.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0 = off)"),
   "simclr.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
   "eval.every_steps": (lambda v: v >= 1, "an integer >= 1"),

@@ -20,7 +20,7 @@ import numpy as np
 import optax
 
 from animaljax import losses, metrics
-from animaljax.augment import mixup, random_noise_mix, sample_mixup
+from animaljax.augment import mixup, random_lowpass, random_noise_mix, sample_mixup
 from animaljax.data import atomic
 from animaljax.data.loader import PackedDataset, make_loader
 from animaljax.metrics import plots
@@ -53,16 +53,25 @@ def _class_counts(data: PackedDataset, split: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------------------------
 # Steps
 # ----------------------------------------------------------------------------------------------------------------
-def train_inputs(key: jax.Array, audio: jax.Array, noise_bank: jax.Array | None, t: config_lib.TrainConfig):
+def train_inputs(
+  key: jax.Array,
+  audio: jax.Array,
+  noise_bank: jax.Array | None,
+  t: config_lib.TrainConfig,
+  sample_rate: float,
+):
   """The waveforms the training step feeds the model: `audio` (batch, time) with background noise mixed in.
 
   With a noise bank and `t.noise_p > 0`, each row gets a random noise clip with probability `t.noise_p` at an
-  SNR uniform in `t.noise_snr_db` (exact, `augment.mix_at_snr`); otherwise `audio` as it is. Evaluation never
-  calls this: scores are always on the clean clips.
+  SNR uniform in `t.noise_snr_db` (exact, `augment.mix_at_snr`); then, with `t.lowpass_p > 0`, rows are
+  band-limited (`augment.random_lowpass`) at a cutoff of `t.lowpass_hz`; otherwise `audio` as it is. Evaluation
+  never calls this: scores are always on the clean clips.
   """
-  if noise_bank is None or t.noise_p <= 0:
-    return audio
-  return random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p)
+  if noise_bank is not None and t.noise_p > 0:
+    audio = random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p)
+  if t.lowpass_p > 0:
+    audio = random_lowpass(jax.random.fold_in(key, 1), audio, sample_rate, tuple(t.lowpass_hz), p=t.lowpass_p)
+  return audio
 
 
 def clip_scores(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:
@@ -149,8 +158,11 @@ def make_steps(
       feats = setup.augment_features(feats, key, t)
       return mixup(feats, lam, perm) if t.mixup_alpha > 0 else feats
 
+    # The same mixing for what the encoder learns from the waveform (the wavegram), where PANNs mixes it.
+    mix_fn = (lambda x: mixup(x, lam, perm)) if t.mixup_alpha > 0 else None
+
     # A key of its own (not a fourth split of `rng`), so runs without noise keep their exact random streams.
-    audio = train_inputs(jax.random.fold_in(rng, 1), batch["audio"], noise_bank, t)
+    audio = train_inputs(jax.random.fold_in(rng, 1), batch["audio"], noise_bank, t, c.data.sample_rate)
 
     def loss_fn(params):
       (logits, _), updates = model.apply(
@@ -158,6 +170,7 @@ def make_steps(
         audio,
         train=True,
         feature_fn=feature_fn,
+        mix_fn=mix_fn,
         rngs={"dropout": k_drop, "augment": k_aug},
         mutable=["batch_stats"],
       )

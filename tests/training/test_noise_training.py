@@ -34,7 +34,7 @@ def signals(batch: int, samples: int, seed: int = 0):
 def test_noise_is_mixed_at_exactly_the_requested_snr_under_jit():
   audio, bank = signals(16, 4000)
   t = train_section(noise_p=1.0, noise_snr_db=(10.0, 10.0))
-  mixed = jax.jit(lambda k, a: train_inputs(k, a, bank, t))(jax.random.PRNGKey(3), audio)
+  mixed = jax.jit(lambda k, a: train_inputs(k, a, bank, t, 16000))(jax.random.PRNGKey(3), audio)
   clean = np.asarray(audio, np.float64) / 32768.0
   noise = np.asarray(mixed, np.float64) - clean
   snr = 10 * np.log10((clean**2).mean(1) / (noise**2).mean(1))
@@ -45,7 +45,7 @@ def test_the_snr_range_and_the_probability_are_honoured():
   audio, bank = signals(4000, 400, seed=1)
   t = train_section(noise_p=0.3, noise_snr_db=(0.0, 20.0))
   mixed = np.asarray(
-    jax.jit(lambda k, a: train_inputs(k, a, bank, t))(jax.random.PRNGKey(5), audio), np.float64
+    jax.jit(lambda k, a: train_inputs(k, a, bank, t, 16000))(jax.random.PRNGKey(5), audio), np.float64
   )
   clean = np.asarray(audio, np.float64) / 32768.0
   noisy = np.abs(mixed - clean).max(1) > 1e-6
@@ -59,8 +59,8 @@ def test_the_snr_range_and_the_probability_are_honoured():
 def test_no_noise_without_a_bank_or_with_p_zero():
   audio, bank = signals(4, 800)
   key = jax.random.PRNGKey(0)
-  assert train_inputs(key, audio, None, train_section(noise_p=1.0)) is audio
-  assert train_inputs(key, audio, bank, train_section(noise_p=0.0)) is audio
+  assert train_inputs(key, audio, None, train_section(noise_p=1.0), 16000) is audio
+  assert train_inputs(key, audio, bank, train_section(noise_p=0.0), 16000) is audio
 
 
 def test_the_train_step_mixes_noise_and_the_eval_step_never_does():
@@ -119,3 +119,35 @@ def test_a_run_with_noise_trains_and_one_without_a_noise_split_is_refused(packed
     ValueError, match=r"train.noise_p=0.5 mixes noise from the pack's 'wind' split, but .* has none"
   ):
     train_and_evaluate(c, tmp_path / "no-noise")
+
+
+def test_lowpass_removes_everything_above_the_cutoff_with_probability_p():
+  """`train.lowpass_p`: rows band-limited at a cutoff of `lowpass_hz` (exactly nothing left above it), the
+  others untouched; a cutoff at Nyquist leaves the row as it is."""
+  sr, n = 16000, 1600
+  audio, _ = signals(2000, n, seed=4)
+  t = train_section(lowpass_p=0.5, lowpass_hz=(4000.0, 5512.5, 8000.0))
+  out = np.asarray(jax.jit(lambda k, a: train_inputs(k, a, None, t, sr))(jax.random.PRNGKey(2), audio))
+  clean = np.asarray(audio, np.float64) / 32768.0
+  changed = np.abs(out - clean).max(1) > 1e-4
+  spec = np.abs(np.fft.rfft(out, axis=-1))
+  freqs = np.fft.rfftfreq(n, 1 / sr)
+  above = {c: spec[:, freqs > c + 1].max(1) < 1e-3 * spec.max(1) for c in (4000.0, 5512.5)}
+  band_limited = above[4000.0] | above[5512.5]
+  np.testing.assert_array_equal(changed, band_limited)  # every changed row is band-limited, and only those
+  # p = 0.5, and one cutoff in three is Nyquist (a no-op): 1/3 of the rows on average.
+  assert abs(changed.mean() - 1 / 3) < 4 * np.sqrt(1 / 3 * 2 / 3 / 2000)
+  assert abs(above[4000.0].mean() - 1 / 6) < 4 * np.sqrt(1 / 6 * 5 / 6 / 2000)
+  # Below the cutoff the band is kept as it was.
+  low = freqs < 3900
+  np.testing.assert_allclose(
+    spec[changed][:, low], np.abs(np.fft.rfft(clean[changed], axis=-1))[:, low], atol=1e-3
+  )
+  np.testing.assert_allclose(out[~changed], clean[~changed], atol=1e-6)
+
+
+def test_lowpass_cutoffs_are_validated():
+  c = quickstart.get_config("smoke")
+  c.train.lowpass_hz = (4000.0, -1.0)
+  with pytest.raises(ValueError, match="train.lowpass_hz"):
+    config_lib.parse(c)
