@@ -8,7 +8,9 @@ with `python demo/app.py --model DIR`); it needs no training code, no dataset an
 
 Enrolled species of the source, and of the bundle being replaced, are carried over (re-embedded from their
 clips where the new model's embedding differs), and so are their background clips (the bundle's default
-background set); --drop-species leaves out those that cannot be. Nothing of the
+background set); --drop-species leaves out those that cannot be. Linear heads attached to the source
+(`python -m animaljax.search attach`) are carried over when they were trained on this model's embeddings;
+--drop-heads leaves out those that were not (a head cannot be re-embedded: train it again). Nothing of the
 user's is replaced: --out may be a new or empty folder, or (with --overwrite) a bundle holding only what an
 export and the species store wrote; any other folder is refused, named. The bundle is built in a hidden sibling
 folder and renamed into place, so a killed export leaves nothing that looks complete.
@@ -40,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     help="export without the enrolled species and background clips that cannot be carried over (their clips "
     "are missing)",
   )
+  parser.add_argument(
+    "--drop-heads", action="store_true",
+    help="export without the attached heads that were trained on another model's embeddings",
+  )  # fmt: skip
   parser.add_argument("--no-jax-export", action="store_true", help="skip infer.jax_exported")
   parser.add_argument(
     "--tflite", action="store_true", help="also write TFLite models (float32, float16, int8)"
@@ -54,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     raise BundleError(args.workdir, "not a training workdir (no config.json)")
   out = export_model(
     source, args.out, overwrite=args.overwrite, jax_export=not args.no_jax_export, tflite=args.tflite,
-    drop_species=args.drop_species,
+    drop_species=args.drop_species, drop_heads=args.drop_heads,
   )  # fmt: skip
   manifest = read_manifest(out, verify=False)
   total = sum(f["size"] for f in manifest["files"].values())
@@ -77,6 +83,11 @@ def run(args: argparse.Namespace) -> int:
     print(f"carried {background['clips']} background clips{again}")
   for d in background["dropped"] if background else []:
     print(f"dropped the background clips of {d['store']}: {d['reason']}")
+  heads = manifest.get("heads") or {}
+  if heads.get("attached"):
+    print(f"carried {len(heads['attached'])} attached head(s): {', '.join(heads['attached'])}")
+  for d in heads.get("dropped", []):
+    print(f"dropped the head {d['folder']}: {d['reason']}")
   return 0
 
 

@@ -4,6 +4,8 @@
   python -m animaljax.search query --index INDEX --model M example.wav [--start S --end E] [--top-k 10]
                                    [--out hits.csv] [--snippets DIR]
   python -m animaljax.search train --labels labels.csv --embeddings embeddings.parquet --model M --out HEAD
+  python -m animaljax.search attach --head HEAD --model M [--name NAME]
+  python -m animaljax.search detach --model M --name NAME
 
 `index` builds a cosine vector index (faiss) of the window embeddings written by `python -m animaljax.embed`;
 npz embeddings record no model, so pass --model with them. `query` embeds the example clip (or its --start/--end
@@ -12,7 +14,11 @@ seconds) with the model that made the embeddings (another model is refused) and 
 `train` matches the labels CSV `file,start_s,end_s,label` to the windows (same file, overlapping by half the
 shorter span), holds out --validation of each class (stratified, --seed), reports the held-out metrics, and writes
 the head trained on every labelled window (safetensors + JSON). Label negatives `negative` or `0`: they train an
-"other" class. Exit status 2 on a usage or data error; --out is never a folder the command did not write
+"other" class. `attach` copies a head into the model's folder (`M/heads/NAME/`, NAME defaulting to the head
+folder's name), after which predict, evaluate, enroll's ranking and the demo score its classes after the model's
+own (softmax over the head's labels as trained, "other" never reported; `animaljax.fewshot.heads`); a head of
+another model, a name already attached or a class the model already has is refused, and export carries the
+heads over. `detach` removes one. Exit status 2 on a usage or data error; --out is never a folder the command did not write
 (--overwrite replaces only an index or head).
 """
 
@@ -52,6 +58,15 @@ def _parser() -> argparse.ArgumentParser:
   t.add_argument("--l2", type=cli.nonnegative_float, default=1e-3, help="weight decay")
   t.add_argument("--steps", type=cli.positive_int, default=300, help="full-batch Adam steps")
   t.add_argument("--overwrite", action="store_true", help="replace an existing head at --out")
+  a = sub.add_parser("attach", help="attach a trained head to its model (extra classes)")
+  a.add_argument("--head", required=True, help="head folder (search train --out)")
+  a.add_argument(
+    "--model", required=True, help="the model whose embeddings trained it (bundle, model dir, workdir)"
+  )
+  a.add_argument("--name", help="name of the attached head (default: the head folder's name)")
+  d = sub.add_parser("detach", help="remove an attached head from a model")
+  d.add_argument("--model", required=True, help="bundle, model dir or workdir")
+  d.add_argument("--name", required=True, help="the attached head's name")
   return parser
 
 
@@ -64,7 +79,12 @@ def run(args: argparse.Namespace) -> int:
     raise cli.UserError(missing)
   from animaljax.retrieval import query
 
-  if args.command == "index":
+  if args.command == "attach":
+    path, attached = query.attach_to_model(args.head, args.model, name=args.name)
+    print(f"attached {attached.name!r} ({', '.join(attached.classes)}) at {path}", file=sys.stderr)
+  elif args.command == "detach":
+    print(f"detached {query.detach_from_model(args.model, args.name)}", file=sys.stderr)
+  elif args.command == "index":
     path, count = query.index_embeddings(
       args.embeddings, args.out, model=args.model, overwrite=args.overwrite
     )

@@ -2,7 +2,7 @@
 
   manifest.json        format/format_version, animaljax and jax versions, export date, source, labels, rates,
                        the metrics summary, how `infer.jax_exported` may be called, and the size + sha256 of every
-                       file below (except species/), so a missing or truncated file is caught before use
+                       file below (except species/ and heads/), so a missing or truncated file is caught before use
   model.json           the saved-model record (`models.serialize`: ClassifierConfig + labels + clip_seconds), the
                        same file a converted model dir has
   params.safetensors   params and BatchNorm statistics, flat keys "params/encoder/conv_block1/conv1/kernel"
@@ -15,6 +15,8 @@
   species/             the species store (`animaljax.fewshot`): the enrolled species of the source and, when
                        replacing a bundle, of the bundle replaced; it stays editable
                        (`python -m animaljax.enroll add --model BUNDLE ...`), so it is not in the checksums
+  heads/<name>/        linear heads attached by `python -m animaljax.search attach` (`fewshot.heads`): extra
+                       classes scored from the model's embeddings; editable, so not in the checksums either
 
 Nothing is pickled: safetensors, JSON, PNG, StableHLO bytes and the store's `allow_pickle=False` npz. A bundle is
 built in a hidden sibling folder and renamed into place, so a killed export leaves nothing that looks complete.

@@ -17,6 +17,7 @@ import jax
 import numpy as np
 
 from animaljax.audio.io import PathError
+from animaljax.fewshot.heads import HEADS_DIR
 from animaljax.fewshot.store import STORE_DIR
 from animaljax.models.classifier import ClassifierConfig
 from animaljax.models.serialize import MODEL_JSON
@@ -31,12 +32,14 @@ TFLITE_FP16 = "model_fp16.tflite"
 TFLITE_FRONTEND = "frontend.tflite"  # the float32 front end of the int8 pipeline
 TFLITE_INT8 = "model_int8.tflite"
 SPECIES = STORE_DIR  # the species store: editable (`python -m animaljax.enroll`), so not checksummed
+HEADS = HEADS_DIR  # attached linear heads: editable (`python -m animaljax.search attach`), so not checksummed
+EDITABLE = (SPECIES, HEADS)
 # Evaluation outputs of a training workdir carried into the bundle when present.
 REPORT_FILES = ("metrics.json", "confusion_matrix.png", "per_class.png", "confusion_matrix.csv")
 METRIC_KEYS = ("step", "accuracy", "macro_f1", "weighted_f1", "mAP", "loss", "num_examples")
 
 __all__ = [
-  "FORMAT", "FORMAT_VERSION", "INFER", "MANIFEST", "METRIC_KEYS", "MODEL_JSON", "PARAMS", "REPORT_FILES",
+  "EDITABLE", "FORMAT", "FORMAT_VERSION", "HEADS", "INFER", "MANIFEST", "METRIC_KEYS", "MODEL_JSON", "PARAMS", "REPORT_FILES",
   "SPECIES", "TFLITE", "TFLITE_FP16", "TFLITE_FRONTEND", "TFLITE_INT8", "BundleError", "Model",
   "animaljax_version", "bundle_manifest", "flatten", "foreign_entries", "sha256", "unflatten",
 ]  # fmt: skip
@@ -133,7 +136,7 @@ def bundle_manifest(directory: str | os.PathLike) -> dict | None:
 
 def foreign_entries(root: pathlib.Path, manifest: dict) -> list[str]:
   """Paths under a bundle folder that no export wrote: neither manifest.json, a file it lists, nor part of
-  the species store. Links are listed too (never followed)."""
+  the species store or the attached heads. Links are listed too (never followed)."""
   ours = {MANIFEST, *manifest["files"]}
   foreign = []
   for dirpath, dirnames, filenames in os.walk(root):
@@ -141,6 +144,6 @@ def foreign_entries(root: pathlib.Path, manifest: dict) -> list[str]:
     links = [d for d in dirnames if (base / d).is_symlink()]  # os.walk does not descend into them
     for name in sorted(filenames + links):
       rel = (base / name).relative_to(root).as_posix()
-      if rel not in ours and rel.split("/")[0] != SPECIES:
+      if rel not in ours and rel.split("/")[0] not in EDITABLE:
         foreign.append(rel)
   return foreign

@@ -3,7 +3,9 @@
 The enrolled species of the model's folder, and of the bundle being replaced, are carried over
 (`carried_species`; re-embedded from their clips where the new embedding differs), never dropped silently; so
 are their background clips (`carried_background`: a bundle ships its default background set), against which
-the species are then recalibrated.
+the species are then recalibrated. Attached linear heads (`fewshot.heads`) are carried over as they are when
+trained on this very model's embeddings (`carried_heads`); a head cannot be re-embedded, so any other is refused
+unless dropped.
 Nothing of the user's is replaced: `out` may be a new or empty folder, or (with `overwrite`) a bundle holding
 only what an export and the species store wrote (`check_out`).
 """
@@ -24,8 +26,10 @@ import numpy as np
 
 from animaljax.bundle.exported import serialize_forward
 from animaljax.bundle.format import (
+  EDITABLE,
   FORMAT,
   FORMAT_VERSION,
+  HEADS,
   INFER,
   MANIFEST,
   METRIC_KEYS,
@@ -41,6 +45,8 @@ from animaljax.bundle.format import (
   sha256,
 )
 from animaljax.bundle.tflite import write_tflite
+from animaljax.fewshot import heads as fewshot_heads
+from animaljax.fewshot import linear_head
 from animaljax.fewshot.background import reembed_background, set_background
 from animaljax.fewshot.enrol import EmbeddingModel, reembed
 from animaljax.fewshot.store import Background, SpeciesStore, StoreError, same_name
@@ -226,6 +232,39 @@ def check_export(out: str | os.PathLike, source: str | os.PathLike | None, *, ov
   return check_out(out, overwrite=overwrite) is not None
 
 
+def carried_heads(
+  model: ExportModel, folders: Sequence[pathlib.Path], *, drop_heads: bool = False
+) -> tuple[dict, list]:
+  """The attached heads a new bundle of `model` starts with: those under `heads/` of `folders` (the source
+  model's, then the bundle being replaced; a name in both: the first's) trained on `model`'s embeddings
+  (same fingerprint). Returns (heads by name, the dropped ones `[{"name", "folder", "reason"}]`).
+  Raises:
+    BundleError naming every head that cannot be carried (damaged, or of other weights), unless `drop_heads`.
+  """
+  heads: dict = {}
+  dropped = []
+  for folder in folders:
+    for name, path, head, why in fewshot_heads.read_folder(folder):
+      if name in heads:
+        continue
+      if head is not None:
+        try:
+          fewshot_heads.check_fits(head, model, str(path))
+          heads[name] = head
+          continue
+        except fewshot_heads.HeadError as err:
+          why = str(err).removeprefix(f"{path}: ")
+      dropped.append({"name": name, "folder": str(path), "reason": why})
+  if dropped and not drop_heads:
+    what = "; ".join(f"{d['folder']}: {d['reason']}" for d in dropped)
+    raise BundleError(
+      model.path or pathlib.Path("."),
+      f"cannot carry {len(dropped)} attached head(s) over to the new bundle: {what}. Train them again on this "
+      "model's embeddings, or pass --drop-heads to export without them",
+    )
+  return heads, dropped
+
+
 def export_bundle(
   model: ExportModel,
   out: str | os.PathLike,
@@ -234,6 +273,7 @@ def export_bundle(
   jax_export: bool = True,
   tflite: bool = False,
   drop_species: bool = False,
+  drop_heads: bool = False,
 ) -> pathlib.Path:
   """Writes the bundle of `model` (an `inference.Predictor`, or anything with its attributes: `ExportModel`)
   to `out`. A path is exported by `inference.load.export_model`.
@@ -246,6 +286,7 @@ def export_bundle(
     jax_export: store `infer.jax_exported`; tflite: also store the TFLite pipelines (`bundle.tflite`).
     drop_species: leave out the enrolled species and background clips that cannot be carried over instead of
       refusing (listed in the manifest's `species.dropped` and `species.background.dropped`).
+    drop_heads: leave out the attached heads that cannot be carried over (`carried_heads`) instead of refusing.
   Returns:
     The bundle's absolute path.
   Raises:
@@ -256,12 +297,14 @@ def export_bundle(
   folders = ([model.path] if model.path is not None else []) + ([out] if replacing else [])
   species, carried = carried_species(model, folders, drop_species=drop_species)
   background, carried_bg = carried_background(model, folders, drop_species=drop_species)
+  heads, carried_h = carried_heads(model, folders, drop_heads=drop_heads)
   if background is not None or carried_bg["dropped"]:
     carried = {**carried, "background": carried_bg}
   out.parent.mkdir(parents=True, exist_ok=True)
   tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
   try:
-    _write_bundle(model, tmp, species, carried, jax_export=jax_export, tflite=tflite, background=background)
+    _write_bundle(model, tmp, species, carried, jax_export=jax_export, tflite=tflite, background=background,
+                  heads=(heads, carried_h))  # fmt: skip
     check_out(out, overwrite=overwrite)  # again: the folder may have changed during a long export
     if out.exists():
       old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:8]}"
@@ -278,7 +321,7 @@ def export_bundle(
 
 def _write_bundle(
   model: ExportModel, tmp: pathlib.Path, species: dict, carried: dict, *, jax_export: bool, tflite: bool,
-  background: Background | None = None,
+  background: Background | None = None, heads: tuple[dict, list] = ({}, []),
 ) -> dict:  # fmt: skip
   from safetensors.numpy import save_file
 
@@ -321,10 +364,13 @@ def _write_bundle(
     if "background" in carried:  # a background was carried (or dropped): calibrate against what is left
       set_background(contents, background)
 
+  for name, head in heads[0].items():  # editable like the species store: not checksummed
+    linear_head.save(head, tmp / HEADS / name)
+
   files = {}
   for path in sorted(p for p in tmp.rglob("*") if p.is_file()):
     rel = path.relative_to(tmp).as_posix()
-    if rel.split("/")[0] != SPECIES:
+    if rel.split("/")[0] not in EDITABLE:
       files[rel] = {"size": path.stat().st_size, "sha256": sha256(path)}
   manifest = {
     "format": FORMAT,
@@ -342,6 +388,7 @@ def _write_bundle(
     "inference": inference,
     "tflite": tflite_entry,
     "species": {"dir": SPECIES, "enrolled": sorted(species), **carried},
+    "heads": {"dir": HEADS, "attached": sorted(heads[0]), "dropped": heads[1]},
     "files": files,
   }
   (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")

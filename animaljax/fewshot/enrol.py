@@ -157,6 +157,7 @@ def rank(
   *,
   top_k: int | None = 5,
   model_threshold: float = 0.5,
+  sources: Sequence[str] | None = None,
 ) -> list[dict]:
   """One clip's joint ranking (see the module docstring).
 
@@ -164,6 +165,8 @@ def rank(
     probs: (C,) the model's softmax probabilities; labels: its C class names.
     embedding: (D,) the clip's raw embedding; species: the enrolled species by name.
     top_k: entries kept (None: all); model_threshold: below this top probability the model is "not sure".
+    sources: (C,) the "source" of each label's entry (None: "model" for all; an attached head's classes,
+      `fewshot.heads`, are "head": they rank like the model's own).
   Returns:
     `[{"label", "score", "source", ("distance", "threshold" for enrolled)}]` sorted by score, with
     `{"label": "unknown", "score": 1 - best score, "source": "unknown"}` first when nothing is confident. With
@@ -176,8 +179,10 @@ def rank(
   enrolled = [{k: e[k] for k in ("label", "score", "source", "distance", "threshold", "background") if k in e}
               for e in claims]  # fmt: skip
   q = max((e["score"] for e in enrolled), default=0.0)
+  sources = ["model"] * len(labels) if sources is None else sources
   model = [
-    {"label": n, "score": float((1.0 - q) * p), "source": "model"} for n, p in zip(labels, probs, strict=True)
+    {"label": n, "score": float((1.0 - q) * p), "source": src}
+    for n, p, src in zip(labels, probs, sources, strict=True)
   ]
   ranked = sorted(model + enrolled, key=lambda r: -r["score"])
   confident = probs.size > 0 and float(probs.max()) >= model_threshold
@@ -195,6 +200,7 @@ def detect(
   labels: Sequence[str],
   embedding: np.ndarray,
   species: dict[str, Species],
+  sources: Sequence[str] | None = None,
 ) -> list[dict]:
   """One window of a multi-label model: every class and enrolled species as an independent detector.
 
@@ -203,12 +209,13 @@ def detect(
   is detected within its threshold (score >= 0.5), and, with background clips, only if the window is no nearer
   the background than the prototype (the effective threshold of `rank`). Returns
   `[{"label", "score", "source", "detected"}]` sorted by score (enrolled entries also carry "distance",
-  "threshold" and, with background clips, "background"); there is no "unknown": nothing detected is simply no
+  "threshold" and, with background clips, "background"; `sources` as in `rank`); there is no "unknown": nothing detected is simply no
   detection.
   """
+  sources = ["model"] * len(labels) if sources is None else sources
   out = [
-    {"label": n, "score": float(p), "source": "model", "detected": bool(p >= t)}
-    for n, p, t in zip(labels, np.asarray(probs, np.float64), thresholds, strict=True)
+    {"label": n, "score": float(p), "source": src, "detected": bool(p >= t)}
+    for n, p, t, src in zip(labels, np.asarray(probs, np.float64), thresholds, sources, strict=True)
   ]
   for s in species.values():
     e = _claim(embedding, s)

@@ -7,8 +7,9 @@ summary does (`Predictor.scan_waves`, then `outputs.summarize`): the top-1 label
 `predict` prints for the same audio. Packed int16 clips are read whole (no crop) and become what
 `audio.io.load_audio` makes of a 16-bit PCM file at the pack's rate (x / 32768, soxr HQ to the model's rate).
 
-Scores are closed-set: only the model's own classes compete (no enrolled species, no "unknown"). The data's
-classes are matched to the model's labels by name; a class the model does not know is an error, and labels
+Scores are closed-set: only the model's own classes and those of its attached heads (`inference.heads`, as
+predict scores them) compete (no enrolled species, no "unknown"). The data's classes are matched to these labels
+by name; a class the model does not know is an error, and labels
 are never mapped by position. `write_outputs` writes `metrics.json`, `per_class.csv`, `predictions.csv` and
 the two charts, each whole or not at all (`data.atomic`); `summary_lines` is the printout.
 """
@@ -29,6 +30,7 @@ from animaljax.audio.io import AUDIO_EXTENSIONS, AudioError, to_float32
 from animaljax.data import atomic, records
 from animaljax.data.shard_source import PackedDataset
 from animaljax.inference import outputs
+from animaljax.inference.heads import Classes, model_classes
 from animaljax.inference.predictor import FileScan, Predictor
 from animaljax.metrics import classification_report
 from animaljax.metrics.plots import report_charts
@@ -76,7 +78,7 @@ def _progress(total: int, quiet: bool):
 
 
 def _score(
-  predictor: Predictor,
+  classes: Classes,
   scans: Iterator[FileScan],
   truth: Sequence[str],
   *,
@@ -90,36 +92,37 @@ def _score(
   yielded only after the k-th clip was read.
   """
   rows, probs, skipped = [], [], []
-  index = {name: i for i, name in enumerate(predictor.labels)}
+  labels = classes.labels
+  index = {name: i for i, name in enumerate(labels)}
   with _progress(total, quiet) as bar:
-    for k, scan in enumerate(scans):
+    for k, scan in enumerate(classes.scans(scans)):
       bar.update()
       if scan.error is not None:
         bar.write(f"skipped {scan.error}", file=sys.stderr)
         skipped.append(str(scan.error))
         continue
       # predict's own file summary (no species, no "unknown"): its first label is the one predict prints.
-      summary = outputs.summarize(scan, predictor.labels, {}, pool=pool, top_k=0, model_threshold=0.0)
+      summary = outputs.summarize(scan, labels, {}, pool=pool, top_k=0, model_threshold=0.0)
       ranked = summary["labels"]
-      p = np.zeros(len(predictor.labels), np.float32)
+      p = np.zeros(len(labels), np.float32)
       for entry in ranked:
         p[index[entry["label"]]] = entry["score"]
       probs.append(p)
       rows.append({"file": scan.file, "true": truth[k], "predicted": ranked[0]["label"],
                    "score": ranked[0]["score"]})  # fmt: skip
-  return rows, np.asarray(probs, np.float32).reshape(-1, len(predictor.labels)), skipped
+  return rows, np.asarray(probs, np.float32).reshape(-1, len(labels)), skipped
 
 
 def _report(
-  predictor: Predictor, rows: list[dict], probs: np.ndarray, skipped: list[str], meta: dict
+  predictor: Predictor, labels, rows: list[dict], probs: np.ndarray, skipped: list[str], meta: dict
 ) -> dict:
   if not rows:
     raise ValueError(
       f"no clip of {meta['data']} could be scored ({len(skipped)} skipped: unreadable or unlabelled)"
     )
-  index = {name: i for i, name in enumerate(predictor.labels)}
+  index = {name: i for i, name in enumerate(labels)}
   truth = np.array([index[r["true"]] for r in rows])
-  report = classification_report(truth, probs, predictor.labels)
+  report = classification_report(truth, probs, list(labels))
   return {**meta, "model": str(predictor.path), "num_skipped": len(skipped), "skipped": skipped, **report,
           "predictions": rows}  # fmt: skip
 
@@ -172,7 +175,8 @@ def evaluate_split(
   # The classes with clips in the split (summary.json counts them), checked before any clip is read.
   present = {c for s in splits for c, n in pack.splits[s].get("per_class", {}).items() if n}
   classes = [c for c in pack.class_names if c in present] if present else pack.class_names
-  check_classes(classes, predictor.labels, f"split {split!r} of {pack.path}")
+  scored = model_classes(predictor)
+  check_classes(classes, scored.labels, f"split {split!r} of {pack.path}")
   source = pack.source(split)
   windowed = pack.summary.get("clip_mode") == "window"
   truth: list[str] = []
@@ -186,7 +190,7 @@ def evaluate_split(
         unlabelled.append(name)
         continue
       label = rec["label_name"] or pack.class_names[rec["label"]]
-      check_classes([label], predictor.labels, f"record {i} of split {split!r} of {pack.path}")
+      check_classes([label], scored.labels, f"record {i} of split {split!r} of {pack.path}")
       truth.append(label)
       if rec["audio"].size == 0:
         yield name, AudioError(name, "zero samples")
@@ -195,10 +199,10 @@ def evaluate_split(
         yield name, wave if transform is None else transform(name, wave)
 
   scans = predictor.scan_waves(clips(), hop_seconds=hop, batch_size=batch_size)
-  rows, probs, skipped = _score(predictor, scans, truth, pool=pool, total=len(source), quiet=quiet)
+  rows, probs, skipped = _score(scored, scans, truth, pool=pool, total=len(source), quiet=quiet)
   skipped += [f"{name}: unlabelled" for name in unlabelled]
   meta = {"data": str(pack.path), "split": split, "pool": pool, "hop_s": hop}
-  return _report(predictor, rows, probs, skipped, meta)
+  return _report(predictor, scored.labels, rows, probs, skipped, meta)
 
 
 def _read_transformed(
@@ -252,7 +256,8 @@ def evaluate_files(
   if pool not in outputs.POOLS:
     raise ValueError(f"pool must be one of {outputs.POOLS}, got {pool!r}")
   listed = list_class_folders(folder)
-  check_classes([c for _, c in listed], predictor.labels, f"the class folders of {folder}")
+  scored = model_classes(predictor)
+  check_classes([c for _, c in listed], scored.labels, f"the class folders of {folder}")
   truth = [c for _, c in listed]
   if transform is None:
     scans = predictor.scan(
@@ -261,9 +266,9 @@ def evaluate_files(
   else:
     scans = predictor.scan_waves(_read_transformed(predictor, [f for f, _ in listed], max_seconds, transform),
                                  hop_seconds=hop, batch_size=batch_size)  # fmt: skip
-  rows, probs, skipped = _score(predictor, scans, truth, pool=pool, total=len(listed), quiet=quiet)
+  rows, probs, skipped = _score(scored, scans, truth, pool=pool, total=len(listed), quiet=quiet)
   meta = {"data": str(pathlib.Path(folder).absolute()), "split": None, "pool": pool, "hop_s": hop}
-  return _report(predictor, rows, probs, skipped, meta)
+  return _report(predictor, scored.labels, rows, probs, skipped, meta)
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from animaljax.audio.windows import window_pool
 from animaljax.data import atomic
 from animaljax.fewshot.store import StoreError
 from animaljax.inference import load, outputs
+from animaljax.inference.heads import model_classes
 from animaljax.inference.predictor import FileScan, Predictor
 
 
@@ -138,7 +139,8 @@ def predict_files(
     pool, top_k, min_score, model_threshold: as `outputs.summarize` (pool None: the model's own,
       `audio.windows.window_pool`); hop, batch_size, max_seconds: as `Predictor.scan` (`hop` in seconds;
       files are streamed, so max_seconds defaults to None: no limit); quiet: no progress bar.
-    threshold: a multi-label model's detection threshold for every class (None: its stored per-class ones).
+    threshold: a multi-label model's detection threshold for every class (None: its stored per-class ones;
+      the classes of attached heads, `inference.heads`, are scored after the model's own and detected at 0.5).
   Returns:
     The number of files read; when 0, an existing `output` is left as it was.
   Raises:
@@ -152,19 +154,16 @@ def predict_files(
       raise ValueError(
         "--threshold applies to multi-label models; a single-label model ranks (see --min-score)"
       )
-    thresholds = None
-    if predictor.multi_label:
-      thresholds = (
-        predictor.thresholds if threshold is None else np.full(len(predictor.labels), float(threshold))
-      )
+    own = None if threshold is None else np.full(len(predictor.labels), float(threshold))
+    classes = model_classes(predictor, own)  # the model's classes, then its attached heads'
     writer = outputs.Writer(format, out, sample_rate=predictor.sample_rate, detections=predictor.multi_label)
     scans = _Scan(predictor, inputs, desc="predict", hop=hop, batch_size=batch_size, max_seconds=max_seconds,
                   quiet=quiet)  # fmt: skip
-    for scan in scans:
+    for scan in classes.scans(scans):
       writer.write(
         outputs.summarize(
-          scan, predictor.labels, species, pool=pool or window_pool(predictor.multi_label), top_k=top_k,
-          min_score=min_score, model_threshold=model_threshold, thresholds=thresholds,
+          scan, classes.labels, species, pool=pool or window_pool(predictor.multi_label), top_k=top_k,
+          min_score=min_score, model_threshold=model_threshold, thresholds=classes.thresholds,
         )
       )  # fmt: skip
     writer.close()

@@ -117,11 +117,13 @@ def export_model(
   jax_export: bool = True,
   tflite: bool = False,
   drop_species: bool = False,
+  drop_heads: bool = False,
 ) -> pathlib.Path:
   """Writes the bundle of `model` (a training workdir, converted model dir, bundle or Predictor) to `out`.
 
   `out` is checked (`bundle.write.check_export`) before the model is loaded; the rest, enrolled species
-  carried over included, is `bundle.write.export_bundle` (same arguments).
+  carried over included (and attached heads: `bundle.write.carried_heads`), is `bundle.write.export_bundle`
+  (same arguments).
   Returns:
     The bundle's absolute path.
   Raises:
@@ -132,5 +134,6 @@ def export_model(
     check_export(out, model, overwrite=overwrite)
     model = load_predictor(model)
   return export_bundle(
-    model, out, overwrite=overwrite, jax_export=jax_export, tflite=tflite, drop_species=drop_species
-  )
+    model, out, overwrite=overwrite, jax_export=jax_export, tflite=tflite, drop_species=drop_species,
+    drop_heads=drop_heads,
+  )  # fmt: skip

@@ -13,7 +13,8 @@ probabilities); `scan` streams files of any length block by block through the mo
 their windows apart (`inference.streaming`, the loop `scan_waves` also runs over the clips of a packed split).
 
 If the model folder holds enrolled species (`<path>/species/`, see `animaljax.fewshot`), `classify` ranks them
-with the model's own classes. Windows follow `animaljax.audio.windows.cover_window_starts`.
+with the model's own classes; so are the classes of the linear heads attached to it (`<path>/heads/`,
+`fewshot.heads`, scored from the same windows' embeddings: `inference.heads`). Windows follow `animaljax.audio.windows.cover_window_starts`.
 """
 
 from __future__ import annotations
@@ -33,8 +34,10 @@ from animaljax.audio.io import AudioError, load_audio, stream_audio
 from animaljax.audio.windows import SHORT_CLIP_RULES, cover_window_starts, fit_short, window_pool
 from animaljax.bundle.exported import ExportedForward
 from animaljax.fewshot import enrol
+from animaljax.fewshot import heads as fewshot_heads
 from animaljax.fewshot.store import SpeciesStore
 from animaljax.inference import streaming
+from animaljax.inference.heads import model_classes
 from animaljax.inference.streaming import FileScan
 from animaljax.models.classifier import ClassifierConfig, inference_forward
 from animaljax.models.serialize import fingerprint
@@ -302,25 +305,33 @@ class Predictor:
     """The `SpeciesStore` in this model's folder (None for an in-memory model)."""
     return enrol.species_store(self)
 
-  def classify(self, x, *, top_k: int | None = 5, model_threshold: float = 0.5) -> list:
-    """Ranks the model's classes and the enrolled species for a file, a clip (time,) or clips (batch, time).
+  def heads(self) -> list[fewshot_heads.Attached]:
+    """The linear heads attached to this model's folder, in name order ([] for an in-memory model); HeadError
+    for a damaged one or one trained on other weights (`fewshot.heads.read_heads`)."""
+    return fewshot_heads.read_heads(self)
 
-    Returns a list of `{"label", "score", "source": "model" | "enrolled" | "unknown"}` sorted by score (for
-    a batch, one such list per clip); an "unknown" entry comes first when the model's top probability is
-    below `model_threshold` and no enrolled prototype is within its threshold. Scoring: `fewshot.enrol.rank`.
+  def classify(self, x, *, top_k: int | None = 5, model_threshold: float = 0.5) -> list:
+    """Ranks the model's classes, its heads' and the enrolled species for a file, a clip (time,) or clips
+    (batch, time).
+
+    Returns a list of `{"label", "score", "source": "model" | "head" | "enrolled" | "unknown"}` sorted by score
+    (for a batch, one such list per clip); an "unknown" entry comes first when the top class probability is
+    below `model_threshold` and no enrolled prototype is within its threshold. Scoring: `fewshot.enrol.rank`;
+    a head's classes score the pooled probabilities of its clip's windows (`inference.heads`).
     """
     store = self.species_store()
     species = store.load() if store is not None else {}
+    classes = model_classes(self)
     if isinstance(x, str | os.PathLike):
       clips = [self.load_file(x)]
     else:
       arr = np.asarray(x)
       clips = [arr] if arr.ndim == 1 else list(arr)
-    probs, embs = self.analyse(clips)
-    out = [
-      enrol.rank(p, self.labels, e, species, top_k=top_k, model_threshold=model_threshold)
-      for p, e in zip(probs, embs, strict=True)
-    ]
+    out = []
+    for clip in clips:  # the clip's windows as clips of their own: the heads score each window's embedding
+      p, e = self.analyse(list(self.windows(clip)))
+      out.append(enrol.rank(self.pool(classes.extend(p, e)), classes.labels, e.mean(0), species, top_k=top_k,
+                            model_threshold=model_threshold, sources=classes.sources))  # fmt: skip
     return out if not isinstance(x, str | os.PathLike) and np.asarray(x).ndim == 2 else out[0]
 
 

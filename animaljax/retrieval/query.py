@@ -1,4 +1,5 @@
-"""The work of `python -m animaljax.search`: index embeddings, query by an example clip, train a linear head.
+"""The work of `python -m animaljax.search`: index embeddings, query by an example clip, train a linear head and
+attach it to its model.
 
 Each function checks its options and paths before the slow part (loading a model, reading audio) and raises
 ValueError / OSError / `index.IndexError_` for a user's mistake (the command prints one line, exit 2).
@@ -12,6 +13,7 @@ import pathlib
 import re
 from collections.abc import Sequence
 
+from animaljax.fewshot import heads as fewshot_heads
 from animaljax.fewshot import linear_head
 from animaljax.inference.load import load_predictor
 from animaljax.retrieval import index as search_index
@@ -167,3 +169,21 @@ def train_from_labels(
   head.extra.update({"validation": report.get("validation"), "seed": seed, "labels_csv": str(labels_csv)})
   report["head"] = str(linear_head.save(head, out))
   return report
+
+
+def attach_to_model(
+  head: str | os.PathLike, model: str | os.PathLike, *, name: str | None = None
+) -> tuple[pathlib.Path, fewshot_heads.Attached]:
+  """Attaches the head written by `train_from_labels` to the model at `model` (a bundle, converted model dir
+  or training workdir): `fewshot.heads.attach_head`, which refuses a head of another model, a name already
+  attached and a class the model already has. Returns (the head's new folder, the attached head)."""
+  if not linear_head.is_head(head):
+    raise ValueError(
+      f"{head}: not a linear head (no {linear_head.META} from python -m animaljax.search train)"
+    )
+  return fewshot_heads.attach_head(load_predictor(model), head, name=name)
+
+
+def detach_from_model(model: str | os.PathLike, name: str) -> pathlib.Path:
+  """Removes the attached head `name` from the model at `model` (`fewshot.heads.detach_head`)."""
+  return fewshot_heads.detach_head(load_predictor(model), name)
