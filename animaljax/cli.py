@@ -109,6 +109,39 @@ def add_model_input_arguments(parser: argparse.ArgumentParser) -> None:
   parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+RUNNERS = ("local", "beam")
+BEAM_INSTALL = 'pip install -e ".[beam]"'
+
+
+def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
+  """`--runner local|beam` and `--beam_pipeline_options` (`pack`, `embed`)."""
+  parser.add_argument(
+    "--runner", choices=RUNNERS, default="local",
+    help=f"local: processes on this machine; beam: an Apache Beam pipeline (the optional extra, {BEAM_INSTALL})",
+  )  # fmt: skip
+  parser.add_argument(
+    "--beam_pipeline_options", "--beam-pipeline-options", default="", metavar='"--OPTION=VALUE ..."',
+    help="Beam pipeline options for --runner beam, e.g. \"--runner=FlinkRunner --flink_master=host:8081\" "
+    "(default: the DirectRunner in this process)",
+  )  # fmt: skip
+
+
+def beam_options(args: argparse.Namespace) -> list[str]:
+  """`--beam_pipeline_options` split as a shell would; UserError when they do not apply or Beam is missing.
+
+  Only looks for the package (no import), so a local run never loads Beam."""
+  import importlib.util
+  import shlex
+
+  if args.runner != "beam":
+    if args.beam_pipeline_options:
+      raise UserError("--beam_pipeline_options applies to --runner beam")
+    return []
+  if importlib.util.find_spec("apache_beam") is None:
+    raise UserError(f"--runner beam needs Apache Beam, an optional extra: {BEAM_INSTALL}")
+  return shlex.split(args.beam_pipeline_options)
+
+
 # --------------------------------------------------------------------------------------------- argument types
 def _number(cast, test: Callable[[float], bool], what: str):
   def parse(text: str):

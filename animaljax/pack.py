@@ -71,7 +71,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--workers",
     type=cli.nonnegative_int,
     default=os.cpu_count(),
-    help="decode processes (0 = in this process)",
+    help="decode processes (0 = in this process); unused with --runner beam (its options set the workers)",
   )
   p.add_argument(
     "--clip-mode",
@@ -130,6 +130,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     "--overwrite", action="store_true", help="replace the finished pack in --out (never any other folder)"
   )
   p.add_argument("--no-progress", action="store_true")
+  cli.add_runner_arguments(p)
   args = p.parse_args(argv)
   if args.clip_mode is None:  # an annotated recording is labelled window by window
     args.clip_mode = "window" if args.source == "raven" else "keep"
@@ -171,13 +172,17 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def _pack(args: argparse.Namespace) -> None:
+  beam_options = cli.beam_options(args)  # `--runner beam` without Beam installed: one line, before any work
   kwargs = settings(args)
   packing.validate_settings(**kwargs)  # before listing the corpus, which can take a while
   source = make_source(args.source, **source_kwargs(args))
   os.environ.setdefault(
     "TF_CPP_MIN_LOG_LEVEL", "3"
   )  # TFDS imports TensorFlow to write TFRecord: quiet its logs
-  packing.pack(source, args.out, progress=not args.no_progress, overwrite=args.overwrite, **kwargs)
+  packing.pack(
+    source, args.out, progress=not args.no_progress, overwrite=args.overwrite, runner=args.runner,
+    beam_options=beam_options, **kwargs,
+  )  # fmt: skip
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -41,10 +41,8 @@ rejected with that reason.
 
 from __future__ import annotations
 
-import collections
 import dataclasses
 import datetime
-import hashlib
 import itertools
 import json
 import os
@@ -56,9 +54,9 @@ from typing import Any
 
 import numpy as np
 
-from animaljax.audio.windows import pack_window_starts
-from animaljax.data import decoding, duplicates, pack_dir, pack_report, tfds_builder
+from animaljax.data import decoding, duplicates, pack_dir, pack_plan, pack_report, tfds_builder
 from animaljax.data.pack_dir import METADATA_FILES, SCRATCH_MARKER
+from animaljax.data.pack_plan import SPLIT_ORDER, UNLABELLED_KEY
 from animaljax.data.pack_settings import (
   CLIP_MODES,
   FILE_FORMATS,
@@ -68,8 +66,7 @@ from animaljax.data.pack_settings import (
   PackSettings,
   validate_settings,
 )
-from animaljax.data.sources.base import Example, Source, window_labels
-from animaljax.data.sources.splits import carve_examples
+from animaljax.data.sources.base import Example, Source
 
 # Settings and folder rules live in their own modules; these names stay importable from here, the pipeline.
 __all__ = [
@@ -87,51 +84,10 @@ __all__ = [
   "validate_settings",
 ]
 
-# The split order in the output (and in the decode queue); any other split name follows, sorted.
-SPLIT_ORDER = ("train", "validation", "test", "fold1", "fold2", "fold3", "fold4", "fold5", "noise")
-UNLABELLED_KEY = "<unlabelled>"  # per_class key for label -1 (noise, unlabelled corpora)
-
-
-def _too_short(seconds: float, min_window_seconds: float) -> str:
-  return f"too short for a window: {seconds:.2f} s < {min_window_seconds:g} s"
+RUNNERS = ("local", "beam")  # beam: `animaljax.data.beam_pack` (the optional extra)
 
 
 # ---------------------------------------------------------------- pack
-
-
-def _split_sort_key(split: str) -> tuple[int, str]:
-  return (SPLIT_ORDER.index(split), "") if split in SPLIT_ORDER else (len(SPLIT_ORDER), split)
-
-
-def _fingerprint(
-  source: Source,
-  examples: Sequence[Example],
-  settings: PackSettings,
-  listed_rejects: Sequence[tuple[str, str]],
-) -> str:
-  h = hashlib.sha256()
-  h.update(json.dumps([source.name, list(source.class_names), dataclasses.asdict(settings)]).encode())
-  h.update(json.dumps(source.split_settings(), sort_keys=True).encode())  # group_by: a new grouping repacks
-  if listed_rejects:  # only when there are any: packs made before sources could reject keep their fingerprint
-    h.update(json.dumps(list(listed_rejects)).encode())
-  for e in examples:
-    try:  # an edited or replaced file makes a new pack; generated clips (synthetic://) have no stat
-      st = os.stat(e.path)
-      stamp = [st.st_size, st.st_mtime_ns]
-    except OSError:
-      stamp = None
-    row = [e.path, e.label, e.label_name, e.split, e.fold, e.group, e.carve, stamp]
-    if e.labels or e.events:  # only then: single-label packs keep the fingerprints they had
-      row += [list(e.labels), [list(ev) for ev in e.events]]
-    if e.segment is not None:  # likewise: only a segment adds to the row
-      row += [list(e.segment)]
-    h.update(json.dumps(row).encode())
-  return h.hexdigest()
-
-
-def _warning_reason(path: str, message: str) -> str:
-  """A decode warning without the leading `path: ` that `load_audio` puts in it (warnings.csv has a path column)."""
-  return message.removeprefix(f"{path}: ")
 
 
 def pack(
@@ -151,6 +107,8 @@ def pack(
   name: str = "animal_sounds",
   progress: bool = True,
   overwrite: bool = False,
+  runner: str = "local",
+  beam_options: Sequence[str] = (),
 ) -> dict[str, Any]:
   """Decodes, windows and writes `source` as a TFDS dataset in `out_dir`; returns the summary.
 
@@ -169,6 +127,9 @@ def pack(
     shard_size_mb: upper bound of one shard in MiB (> 0).
     name: dataset name, the prefix of the shard files (lower-case letters, digits, _).
     progress: show a tqdm bar (clips/s) and print the summary.
+    runner: "local" (decode in `workers` processes, TFDS writes) or "beam" (`animaljax.data.beam_pack`: an
+      Apache Beam pipeline decodes and writes the same bytes; `workers` is then unused).
+    beam_options: Beam pipeline options (`--runner=DirectRunner`, `--direct_num_workers=2`, ...) for "beam".
     overwrite: rebuild even if `out_dir` holds a finished pack with the same settings, or replace a
       different pack. Without it, an identical pack is reused and a different one is an error. It never
       replaces anything but a finished pack (see the module docstring).
@@ -194,15 +155,18 @@ def pack(
     shard_size_mb=shard_size_mb,
     name=name,
   )
-  windowed = settings.clip_mode == "window"
+  if runner not in RUNNERS:
+    raise ValueError(f"runner must be one of {RUNNERS}, got {runner!r}")
   out_dir = pathlib.Path(os.path.abspath(out_dir))  # normalised: "a/../b" must not hide that b is the root
   say = print if progress else (lambda *a, **k: None)
 
-  examples = sorted(source.examples(), key=lambda e: _split_sort_key(e.split))  # stable: keeps source order
+  examples = sorted(
+    source.examples(), key=lambda e: pack_plan.split_sort_key(e.split)
+  )  # stable: keeps source order
   if not examples:
     raise ValueError(f"source {source.name!r} lists no examples")
   listed_rejects = [(str(p), str(r)) for p, r in source.rejected]
-  fingerprint = _fingerprint(source, examples, settings, listed_rejects)
+  fingerprint = pack_plan.fingerprint(source, examples, settings, listed_rejects)
   if pack_dir.check_out_dir(out_dir, source, examples):
     old = pack_dir.read_summary(out_dir)
     if old.get("fingerprint") == fingerprint and not overwrite:
@@ -215,134 +179,46 @@ def pack(
     pack_dir.check_replaceable(out_dir)
 
   scratch = pack_dir.make_scratch(out_dir)
-
-  validation = {"max_seconds": settings.max_seconds, "silent": silent}
-  rejected: list[tuple[str, str]] = list(listed_rejects)  # the listing's refusals first, then decode failures
-  warned: list[tuple[str, str]] = []
-  packed: list[tuple[Example, str]] = []  # (example, digest) of every clip that became records
-
-  from tqdm.auto import tqdm
-
+  windowing = pack_plan.Windowing.of(settings)
   sr = settings.sample_rate
-  win = hop = min_win = 0
-  if windowed:
-    window_seconds, hop_seconds = settings.window_seconds, settings.hop_seconds
-    min_window_seconds = settings.min_window_seconds
-    win, hop = max(1, round(window_seconds * sr)), max(1, round(hop_seconds * sr))
-    min_win = max(1, round(min_window_seconds * sr))
-
-  def check(result: decoding.Result) -> tuple[np.ndarray | None, str, list[int]]:
-    """`(audio or None, reason, window starts)` of a decoded clip; too short for a window = rejected."""
-    audio, reason = result.audio, result.reason
-    if audio is None or not windowed:
-      return audio, reason, [0]
-    starts = pack_window_starts(audio.shape[0], win, hop, min_win).tolist()  # ints: keys and times as before
-    if not starts:
-      return None, _too_short(audio.shape[0] / sr, min_window_seconds), []
-    return audio, reason, starts
-
-  def split_records(split: str, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Pulls the next `count` decoded clips (all of `split`, by the queue order) and yields their records."""
-    for index in range(count):
-      example, result = next(decoded)
-      bar.update(1)
-      warned.extend((example.key, _warning_reason(example.path, w)) for w in result.warnings)
-      audio, reason, starts = check(result)
-      if audio is None:
-        rejected.append((example.key, reason))
-        if progress:
-          bar.write(f"rejected {example.key}: {reason}", file=sys.stderr)
-        continue
-      packed.append((example, result.digest))
-      duration = audio.shape[0] / sr
-      offset = example.segment[0] if example.segment else 0.0  # records keep times in the file's time
-      for start in starts:
-        piece = audio[start : start + win] if windowed else audio
-        labels, name = example.label_set(), None
-        if example.events:  # an annotated recording: this window's classes from the boxes it overlaps
-          end = offset + (start + piece.shape[0]) / sr
-          labels = window_labels(example.events, offset + start / sr, end, source.min_overlap_seconds)
-          name = ";".join(source.class_names[c] for c in labels)
-        st = stats[split]
-        st["num_examples"] += 1
-        if source.multi_label:
-          st["per_class"].update([source.class_names[c] for c in labels] or [UNLABELLED_KEY])
-        else:
-          st["per_class"][example.label_name or UNLABELLED_KEY] += 1
-        st["samples"] += piece.shape[0]
-        yield (
-          f"{index:09d}/{start:012d}",
-          tfds_builder.record_dict(
-            piece, example, offset + start / sr, duration, labels=labels, label_name=name
-          ),
-        )
-
-  workers = (os.cpu_count() or 1) if workers is None else workers
-  decoder = decoding.OrderedDecoder(source, sr, validation, min(workers, len(examples)))
-  bar = None
+  description = (
+    f"{source.name} clips as int16 mono at {sr} Hz "
+    + (
+      f"in {settings.window_seconds:g} s windows every {settings.hop_seconds:g} s."
+      if windowing.windowed
+      else "(whole clips)."
+    )
+    + f" Classes: {', '.join(source.class_names) or 'none'}."
+  )
+  tfds_args = {
+    "name": name,
+    "file_format": file_format,
+    "metadata": {
+      "class_names": list(source.class_names),
+      "sample_rate": sr,
+      "clip_mode": clip_mode,
+      "window_seconds": settings.window_seconds,
+      "hop_seconds": settings.hop_seconds,
+      "source": source.name,
+      "multi_label": bool(source.multi_label),
+      **({"class_ids": list(source.class_ids)} if source.class_ids else {}),
+    },
+    "description": description,
+    "shard_size_mb": shard_size_mb,
+  }
+  job = _Job(source, examples, windowing, {"max_seconds": settings.max_seconds, "silent": silent}, scratch,
+             list(listed_rejects), progress, tfds_args)  # fmt: skip
   try:
-    if any(e.carve for e in examples):
-      # A carved split needs every clip's digest first: all clips are decoded into a scratch file, which the
-      # writing pass reads back (nothing is decoded twice), and the splits carved with duplicates together.
-      cache = decoding.DecodedCache.fill(decoder, examples, scratch / "decoded.int16", progress, source.name)
-      decoder.close()
-      decoder = cache
-      digests = cache.digests
-      failed = [e for e in examples if not digests[e.key]]  # rejected in any split: not counted in the carve
-      examples = carve_examples(
-        [e for e in examples if digests[e.key]], source.carves, duplicates.links(digests)
-      )
-      examples = sorted(examples + failed, key=lambda e: (_split_sort_key(e.split), e.path, e.segment or ()))
-    by_split: dict[str, list[Example]] = {}
-    for e in examples:
-      by_split.setdefault(e.split, []).append(e)
-    stats = {s: {"num_examples": 0, "per_class": collections.Counter(), "samples": 0} for s in by_split}
-    bar = tqdm(
-      total=len(examples), unit="clip", desc=f"packing {source.name}", disable=not progress, file=sys.stderr
-    )
-    for split, failures in _all_bad_splits(decoder, by_split, check).items():
-      rejected.extend(failures)
-      bar.update(len(failures))
-      say(f"split {split!r} dropped: every one of its {len(failures)} file(s) was rejected")
-      del by_split[split], stats[split]
-    splits = sorted(by_split, key=_split_sort_key)
-    if not splits:
-      reasons = "; ".join(f"{p}: {r}" for p, r in rejected[:3])
-      raise ValueError(f"all {len(rejected)} files of {source.name!r} were rejected ({reasons} ...)")
-    pending = decoder.imap([e for split in splits for e in by_split[split]])
-    # Start decoding now: the first chunks decode while TFDS imports TensorFlow (~7 s) in this process.
-    decoded = itertools.chain([next(pending)], pending)
-    description = (
-      f"{source.name} clips as int16 mono at {sr} Hz "
-      + (f"in {window_seconds:g} s windows every {hop_seconds:g} s." if windowed else "(whole clips).")
-      + f" Classes: {', '.join(source.class_names) or 'none'}."
-    )
-    built = tfds_builder.build(
-      name=name,
-      data_dir=scratch,
-      split_examples={s: split_records(s, len(by_split[s])) for s in splits},
-      file_format=file_format,
-      metadata={
-        "class_names": list(source.class_names),
-        "sample_rate": sr,
-        "clip_mode": clip_mode,
-        "window_seconds": settings.window_seconds,
-        "hop_seconds": settings.hop_seconds,
-        "source": source.name,
-        "multi_label": bool(source.multi_label),
-        **({"class_ids": list(source.class_ids)} if source.class_ids else {}),
-      },
-      description=description,
-      shard_size_mb=shard_size_mb,
-    )
+    if runner == "beam":
+      from animaljax.data import beam_pack
+
+      built, splits, stats, warned, packed = beam_pack.build(job, beam_options)
+    else:
+      built, splits, stats, warned, packed = _build_local(job, workers)
   except BaseException:
-    decoder.close(kill=True)
     shutil.rmtree(scratch, ignore_errors=True)
     raise
-  finally:
-    if bar is not None:
-      bar.close()
-  decoder.close()
+  rejected = job.rejected
 
   leaks, duplicate_rows = duplicates.report(packed, source)
   pack_report.write_csvs(built, rejected, warned, duplicate_rows)
@@ -385,6 +261,101 @@ def pack(
   if progress:
     pack_report.print_summary(summary, rejected, warned, out_dir)
   return summary
+
+
+@dataclasses.dataclass
+class _Job:
+  """What a build needs besides its runner's options (`_build_local`, `beam_pack.build`)."""
+
+  source: Source
+  examples: list[Example]
+  windowing: pack_plan.Windowing
+  validation: dict[str, Any]  # `decoding.decode_one`'s
+  scratch: pathlib.Path
+  rejected: list[tuple[str, str]]  # the listing's refusals; the build appends its own
+  progress: bool
+  tfds_args: dict[str, Any]  # `tfds_builder.build`'s name, file_format, metadata, description, shard_size_mb
+
+
+def _build_local(job: _Job, workers: int | None) -> tuple:
+  """Decodes in local processes and lets TFDS write: `(built folder, splits, stats, warned, packed)`."""
+  from tqdm.auto import tqdm
+
+  source, examples, windowing, progress = job.source, job.examples, job.windowing, job.progress
+  sr, rejected = windowing.sample_rate, job.rejected
+  warned: list[tuple[str, str]] = []
+  packed: list[tuple[Example, str]] = []  # (example, digest) of every clip that became records
+
+  def check(result: decoding.Result) -> tuple[np.ndarray | None, str, list[int]]:
+    """`(audio or None, reason, window starts)` of a decoded clip; too short for a window = rejected."""
+    if result.audio is None:
+      return None, result.reason, [0]
+    starts, short = windowing.starts(result.audio.shape[0])
+    return (None, short, []) if short else (result.audio, result.reason, starts)
+
+  def split_records(split: str, count: int) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Pulls the next `count` decoded clips (all of `split`, by the queue order) and yields their records."""
+    for index in range(count):
+      example, result = next(decoded)
+      bar.update(1)
+      warned.extend((example.key, pack_plan.warning_reason(example.path, w)) for w in result.warnings)
+      audio, reason, starts = check(result)
+      if audio is None:
+        rejected.append((example.key, reason))
+        if progress:
+          bar.write(f"rejected {example.key}: {reason}", file=sys.stderr)
+        continue
+      packed.append((example, result.digest))
+      windows = pack_plan.clip_windows(example, audio.shape[0], starts, windowing, source)
+      for w in windows:
+        pack_plan.count(stats[split], example, w, source)
+      yield from pack_plan.clip_records(example, audio, index, windows, sr)
+
+  workers = (os.cpu_count() or 1) if workers is None else workers
+  decoder = decoding.OrderedDecoder(source, sr, job.validation, min(workers, len(examples)))
+  bar = None
+  try:
+    if any(e.carve for e in examples):
+      # A carved split needs every clip's digest first: all clips are decoded into a scratch file, which the
+      # writing pass reads back (nothing is decoded twice), and the splits carved with duplicates together.
+      path = job.scratch / "decoded.int16"
+      cache = decoding.DecodedCache.fill(decoder, examples, path, progress, source.name)
+      decoder.close()
+      decoder = cache
+      examples = pack_plan.carved_order(source, examples, cache.digests)
+    by_split: dict[str, list[Example]] = {}
+    for e in examples:
+      by_split.setdefault(e.split, []).append(e)
+    stats = {s: pack_plan.new_stats() for s in by_split}
+    bar = tqdm(
+      total=len(examples), unit="clip", desc=f"packing {source.name}", disable=not progress, file=sys.stderr
+    )
+    for split, failures in _all_bad_splits(decoder, by_split, check).items():
+      rejected.extend(failures)
+      bar.update(len(failures))
+      if progress:
+        print(f"split {split!r} dropped: every one of its {len(failures)} file(s) was rejected")
+      del by_split[split], stats[split]
+    splits = sorted(by_split, key=pack_plan.split_sort_key)
+    if not splits:
+      reasons = "; ".join(f"{p}: {r}" for p, r in rejected[:3])
+      raise ValueError(f"all {len(rejected)} files of {source.name!r} were rejected ({reasons} ...)")
+    pending = decoder.imap([e for split in splits for e in by_split[split]])
+    # Start decoding now: the first chunks decode while TFDS imports TensorFlow (~7 s) in this process.
+    decoded = itertools.chain([next(pending)], pending)
+    built = tfds_builder.build(
+      data_dir=job.scratch,
+      split_examples={s: split_records(s, len(by_split[s])) for s in splits},
+      **job.tfds_args,
+    )
+  except BaseException:
+    decoder.close(kill=True)
+    raise
+  finally:
+    if bar is not None:
+      bar.close()
+  decoder.close()
+  return built, splits, stats, warned, packed
 
 
 def _all_bad_splits(decoder, by_split: dict[str, list[Example]], check) -> dict:

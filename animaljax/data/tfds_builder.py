@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import pathlib
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -52,13 +52,19 @@ def deterministic_serialization() -> Iterator[None]:
   original = cls.serialize_example
 
   def serialize_example(self, example):
-    return self.get_tf_example(example).SerializeToString(deterministic=True)
+    return serialized(self, example)
 
   cls.serialize_example = serialize_example
   try:
     yield
   finally:
     cls.serialize_example = original
+
+
+def serialized(serializer, example) -> bytes:
+  """The bytes TFDS stores for an encoded example (`features().encode_example(record)`), the feature map in
+  sorted key order; `serializer` is a `tfds.core.example_serializer.ExampleSerializer`."""
+  return serializer.get_tf_example(example).SerializeToString(deterministic=True)
 
 
 def build(
@@ -70,6 +76,7 @@ def build(
   metadata: dict[str, Any],
   description: str,
   shard_size_mb: float,
+  write_splits: Callable[..., list] | None = None,
 ) -> pathlib.Path:
   """Writes the splits with TFDS into `data_dir/name/VERSION` and returns that folder.
 
@@ -82,6 +89,10 @@ def build(
     metadata: JSON-able values stored in `metadata.json` (`builder.info.metadata` after loading).
     description: the dataset description.
     shard_size_mb: target upper bound of a shard in MiB (TFDS picks a power-of-two shard count).
+    write_splits: None: TFDS writes `split_examples` in this process. Otherwise it writes the shards itself:
+      `write_splits(builder, shard_config, example_writer)` (`animaljax.data.beam_pack`) puts them where
+      `builder._get_filename_template(split)` says and returns their `tfds.core.SplitInfo`s, and TFDS writes
+      the metadata files around them as it would around its own (`split_examples` then only names the splits).
   """
   import tensorflow_datasets as tfds
   from tensorflow_datasets.core.dataset_builders import adhoc_builder
@@ -91,6 +102,11 @@ def build(
       info = super()._info()
       info._metadata = tfds.core.MetadataDict(metadata)  # noqa: SLF001 - AdhocBuilder has no metadata argument
       return info
+
+    def _generate_splits(self, dl_manager, download_config):
+      if write_splits is None:
+        return super()._generate_splits(dl_manager, download_config)
+      return write_splits(self, download_config.get_shard_config(), self._example_writer())
 
   builder = _Builder(
     name=name,
