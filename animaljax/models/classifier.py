@@ -97,13 +97,21 @@ class Classifier(nn.Module):
       rng).
     feature_fn: optional `(features, rng) -> features` applied in train mode only, right after the front end
       (SpecAugment, mixup, ...); its rng comes from `self.make_rng("augment")`.
+    mix_fn: optional `x (batch, ...) -> x`, the batch mixing of mixup (the same lam and partners as
+      `feature_fn`'s), applied in train mode to what an encoder learns from the waveform itself: the wavegram
+      after `pre_block4`, where PANNs mixes it (the front end's features never reach that branch).
   """
 
   config: ClassifierConfig
 
   @nn.compact
   def __call__(
-    self, wave: jax.Array, *, train: bool = False, feature_fn: FeatureFn | None = None
+    self,
+    wave: jax.Array,
+    *,
+    train: bool = False,
+    feature_fn: FeatureFn | None = None,
+    mix_fn: Callable[[jax.Array], jax.Array] | None = None,
   ) -> tuple[jax.Array, dict[str, jax.Array]]:
     cfg = self.config
     dtype = _DTYPES[cfg.dtype]
@@ -114,7 +122,7 @@ class Classifier(nn.Module):
     if type(cfg.encoder) in _PANNS_ENCODERS:
       encoder = _PANNS_ENCODERS[type(cfg.encoder)](cfg.encoder, dtype=dtype, name="encoder")
       if isinstance(cfg.encoder, WavegramConfig):  # the wavegram branch reads the waveform itself
-        out = encoder(features, frontend.to_float(wave), train=train)
+        out = encoder(features, frontend.to_float(wave), train=train, mix_fn=mix_fn if train else None)
       else:
         out = encoder(features, train=train)
       head = getattr(cfg.encoder, "head", "clip")

@@ -127,7 +127,9 @@ class Wavegram(nn.Module):
   """Wavegram-(Logmel-)CNN14 encoder.
 
   Call: `(features (batch, frames, mels), wave (batch, time) float) -> {"embedding": (batch, D),
-  "frame_embeddings": (batch, T', C), ...}` (`sed.tail`). Train mode as `cnn14.Cnn`.
+  "frame_embeddings": (batch, T', C), ...}` (`sed.tail`). Train mode as `cnn14.Cnn`. `mix_fn` (train mode
+  only): mixup's batch mixing, applied to the wavegram after `pre_block4` as PANNs does (`do_mixup(a1)`); the
+  log-mel branch arrives already augmented and mixed (`Classifier`'s `feature_fn`).
   """
 
   config: WavegramConfig
@@ -135,7 +137,7 @@ class Wavegram(nn.Module):
 
   @nn.compact
   def __call__(
-    self, features: jnp.ndarray, wave: jnp.ndarray, *, train: bool = False
+    self, features: jnp.ndarray, wave: jnp.ndarray, *, train: bool = False, mix_fn=None
   ) -> dict[str, jnp.ndarray]:
     cfg = self.config
     drop = cfg.dropout and train
@@ -153,6 +155,8 @@ class Wavegram(nn.Module):
       raise ValueError(
         f"a waveform of {wave.shape[-1]} samples is too short for the wavegram (>= 10240 needed)"
       )
+    if train and mix_fn is not None:
+      wavegram = mix_fn(wavegram)
 
     if cfg.logmel:
       if features.shape[-1] != 2 * _ROWS:
