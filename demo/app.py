@@ -5,7 +5,10 @@
 
 Tabs: Classify (upload or record; top-5 labels, the log-mel spectrogram the model sees, a per-window timeline
 for recordings longer than one window), Enrol (name + clips -> a species usable at once and kept in the
-bundle's species store; list and remove) and About (model, classes, sample rate, evaluation metrics, confusion
+bundle's species store; list and remove), Search (with `--index INDEX`, an index of this model's embeddings
+built by `python -m animaljax.search index`: upload or record a call, listen to the nearest windows of the
+corpus, mark each accept or reject, train a linear head from the marks, download it or attach it to the model,
+whose classes Classify then scores) and About (model, classes, sample rate, evaluation metrics, confusion
 matrix). Named API endpoints for `gradio_client`: `/classify` (audio file -> label confidences), `/enroll`
 (name, files -> status), `/remove` (name -> status) and `/species` (the enrolled species).
 
@@ -36,6 +39,7 @@ import numpy as np  # noqa: E402
 from animaljax.bundle.format import MANIFEST, BundleError  # noqa: E402
 from animaljax.inference import Predictor, framewise_predict, load_bundle  # noqa: E402
 from demo import plots, service  # noqa: E402
+from demo import search as search_service  # noqa: E402
 from demo.service import DemoError, Limits  # noqa: E402
 
 EXPORTED = pathlib.Path("exported")
@@ -72,8 +76,80 @@ def _ui_error(fn):
   return wrapped
 
 
+MAX_HITS = 20  # listening slots of the Search tab
+
+
+def _search_tab(predictor: Predictor, corpus: search_service.Corpus, limits: Limits) -> None:
+  """The Search tab (inside the page's Blocks): query the corpus, listen, mark, train, download or attach."""
+
+  @_ui_error
+  def find(call: str | None, top_k: float):
+    hits = search_service.find(predictor, corpus, call, limits, int(top_k))
+    slots = []
+    for i in range(MAX_HITS):
+      h = hits[i] if i < len(hits) else None
+      label = "" if h is None else (
+        f"#{h['rank']} {pathlib.Path(h['file']).name} {h['start_s']:.2f}-{h['end_s']:.2f} s (score {h['score']:.3f})"
+      )  # fmt: skip
+      slots.append(gr.Audio(value=h and h["snippet"], label=label, visible=h is not None))
+      slots.append(gr.Radio(value=None, label=f"#{i + 1}", visible=h is not None))
+    return [hits, search_service.hit_rows(hits), *slots]
+
+  @_ui_error
+  def train(*args):
+    hits, name, marks = args[0], args[1], list(args[2:])
+    head, report = search_service.train(predictor, corpus, hits, marks, name)
+    val = report.get("validation") or {}
+    acc = "" if val.get("accuracy") is None else f", held-out accuracy {val['accuracy']:.2f} (n={val['n']})"
+    text = f"trained a head on {report['windows']} windows, classes {', '.join(report['classes'])}{acc}"
+    return str(head), search_service.head_zip(head), text
+
+  @_ui_error
+  def attach(head: str | None) -> str:
+    return search_service.attach(predictor, head)
+
+  gr.Markdown(
+    f"Find the windows of the indexed corpus ({corpus.index.info['count']} windows) nearest to a call, listen, "
+    "mark each accept or reject, then train a head (a linear classifier on the model's embeddings) from the "
+    "marks: download it, or attach it to the model so that Classify scores its class."
+  )
+  with gr.Row():
+    call = gr.Audio(sources=["upload", "microphone"], type="filepath", label="A call", elem_id="search-call")
+    with gr.Column():
+      top_k = gr.Slider(1, MAX_HITS, value=10, step=1, label="Windows to find")
+      find_btn = gr.Button("Search", variant="primary", elem_id="search")
+  table = gr.Dataframe(headers=search_service.HIT_HEADERS, interactive=False, elem_id="hits")
+  hits = gr.State([])
+  slots = []
+  for i in range(0, MAX_HITS, 2):
+    with gr.Row():
+      for j in (i, i + 1):
+        with gr.Column():
+          slots.append(gr.Audio(visible=False, interactive=False, elem_id=f"hit-{j + 1}"))
+          slots.append(gr.Radio([search_service.ACCEPT, search_service.REJECT], visible=False,
+                                elem_id=f"mark-{j + 1}"))  # fmt: skip
+  with gr.Row():
+    name = gr.Textbox(label="Class name for the accepted windows", elem_id="head-name")
+    train_btn = gr.Button("Train head", variant="primary", elem_id="train-head")
+  trained = gr.Textbox(label="Training", interactive=False, elem_id="head-status")
+  head = gr.State()
+  with gr.Row():
+    download = gr.File(label="Head (zip)", interactive=False, elem_id="head-zip")
+    attach_btn = gr.Button("Attach to the model", elem_id="attach-head")
+  attached = gr.Textbox(label="Attach", interactive=False, elem_id="attach-status")
+  find_btn.click(find, inputs=[call, top_k], outputs=[hits, table, *slots], api_name="search",
+                 concurrency_id="model")  # fmt: skip
+  train_btn.click(train, inputs=[hits, name, *slots[1::2]], outputs=[head, download, trained],
+                  api_name="train_head", concurrency_id="model")  # fmt: skip
+  attach_btn.click(attach, inputs=head, outputs=attached, api_name="attach_head")
+
+
 def build_app(
-  predictor: Predictor, *, limits: Limits | None = None, title: str = "animaljax demo"
+  predictor: Predictor,
+  *,
+  limits: Limits | None = None,
+  title: str = "animaljax demo",
+  corpus: search_service.Corpus | None = None,
 ) -> gr.Blocks:
   """The demo's page for `predictor`; launch it with `serve`.
 
@@ -81,6 +157,7 @@ def build_app(
     predictor: the model (its folder holds the species store, metrics and confusion matrix).
     limits: longest and largest file accepted (default `Limits()`: 600 s, 50 MB).
     title: the browser tab's title.
+    corpus: an opened search index of this model's embeddings (`demo.search.open_corpus`): adds the Search tab.
   """
   limits = limits or Limits()
   window_s = predictor.clip_samples / predictor.sample_rate
@@ -199,6 +276,10 @@ def build_app(
       )
       gr.api(species, api_name="species")
 
+    if corpus is not None:
+      with gr.Tab("Search"):
+        _search_tab(predictor, corpus, limits)
+
     with gr.Tab("About"):
       gr.Markdown(service.about_markdown(predictor), elem_id="about")
       per_class = (service.metrics(predictor) or {}).get("per_class")
@@ -264,6 +345,9 @@ def _parser() -> argparse.ArgumentParser:
   p.add_argument("--max-seconds", type=float, default=600.0, help="longest recording accepted (default 600)")
   p.add_argument("--max-mb", type=float, default=50.0, help="largest upload accepted in MB (default 50)")
   p.add_argument("--concurrency", type=int, default=2, help="requests the model serves at once (default 2)")
+  p.add_argument(
+    "--index", help="a search index of this model's embeddings (search index): adds a Search tab"
+  )
   return p
 
 
@@ -282,11 +366,18 @@ def main(argv: list[str] | None = None) -> int:
   except BundleError as err:
     print(f"cannot load the model: {err}\nexport one with: {EXPORT_HINT}", file=sys.stderr)
     return 2
+  corpus = None
+  if args.index:
+    try:
+      corpus = search_service.open_corpus(args.index, predictor)
+    except (ValueError, OSError) as err:
+      print(f"cannot open the search index: {' '.join(str(err).split())}", file=sys.stderr)
+      return 2
   predictor.analyse([np.zeros(predictor.clip_samples, np.float32)])  # compile now, not on the first request
   limits = Limits(max_seconds=args.max_seconds, max_mb=args.max_mb)
   print(f"serving {model} ({len(predictor.labels)} classes) on http://{args.host}:{args.port}", flush=True)
   serve(
-    build_app(predictor, limits=limits),
+    build_app(predictor, limits=limits, corpus=corpus),
     host=args.host,
     port=args.port,
     limits=limits,

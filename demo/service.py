@@ -26,6 +26,7 @@ from animaljax.audio.io import AudioError, audio_info, load_audio
 from animaljax.fewshot import enrol
 from animaljax.fewshot.store import StoreError
 from animaljax.inference import Predictor, framewise_predict
+from animaljax.inference.heads import model_classes
 
 
 class DemoError(Exception):
@@ -105,14 +106,17 @@ def read_clip(predictor: Predictor, path: str | os.PathLike | None, limits: Limi
 # Classification
 # ----------------------------------------------------------------------------------------------------------------
 def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analysis:
-  """Ranks a clip's labels (model classes and enrolled species) overall and per window.
+  """Ranks a clip's labels (model classes, attached heads' classes and enrolled species) overall and per window.
 
   One forward pass over the windows: their average is exactly what `Predictor.classify` ranks (it averages the
-  same windows), and each window is also ranked on its own for the timeline.
+  same windows), and each window is also ranked on its own for the timeline. The heads' classes
+  (`inference.heads`) are scored from the same windows' embeddings, as predict scores them.
   """
   windows = predictor.windows(wave)
   starts = [int(s) for s in predictor.window_starts(wave.shape[0])]  # the rows of `windows`, in order
   probs, embs = predictor.analyse(list(windows))
+  classes = model_classes(predictor)
+  probs, labels = classes.extend(probs, embs), classes.labels
   store = predictor.species_store()
   species = store.load() if store is not None else {}
   sr, n = predictor.sample_rate, wave.shape[0]
@@ -120,7 +124,7 @@ def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analys
   if predictor.multi_label:
     # Independent detectors: the clip's scores are its windows' maxima (as predict pools them), and the
     # timeline lists every class detected in each window (or the best score, marked "-", where none is).
-    detect = lambda p, e: enrol.detect(p, predictor.thresholds, predictor.labels, e, species)  # noqa: E731
+    detect = lambda p, e: enrol.detect(p, classes.thresholds, labels, e, species, classes.sources)  # noqa: E731
     ranking = detect(predictor.pool(probs), embs.mean(0))[:top_k]
     for start, p, e in zip(starts, probs, embs, strict=True):
       end = min(start + predictor.clip_samples, n)
@@ -129,9 +133,9 @@ def analyse(predictor: Predictor, wave: np.ndarray, *, top_k: int = 5) -> Analys
       for r in found:
         timeline.append((round(start / sr, 2), round(end / sr, 2), r["label"], round(float(r["score"]), 3)))
     return Analysis(wave=wave, ranking=ranking, timeline=timeline)
-  ranking = enrol.rank(probs.mean(0), predictor.labels, embs.mean(0), species, top_k=top_k)
+  ranking = enrol.rank(probs.mean(0), labels, embs.mean(0), species, top_k=top_k, sources=classes.sources)
   for start, p, e in zip(starts, probs, embs, strict=True):
-    best = enrol.rank(p, predictor.labels, e, species, top_k=1)[0]
+    best = enrol.rank(p, labels, e, species, top_k=1, sources=classes.sources)[0]
     end = min(start + predictor.clip_samples, n)
     timeline.append((round(start / sr, 2), round(end / sr, 2), best["label"], round(float(best["score"]), 3)))
   return Analysis(wave=wave, ranking=ranking, timeline=timeline)
@@ -174,6 +178,8 @@ def summary(ranking: list[dict]) -> str:
       f"**{top['label']}** (enrolled species): distance {top['distance']:.3f} to its prototype, "
       f"threshold {top['threshold']:.3f}."
     )
+  if top["source"] == "head":
+    return f"**{top['label']}** (a class of a head trained by search): probability {top['score']:.2f}."
   return f"**{top['label']}** (one of the model's classes): probability {top['score']:.2f}."
 
 
@@ -273,6 +279,9 @@ def about_markdown(predictor: Predictor) -> str:
     "(longer recordings are classified window by window and averaged)",
     f"**Classes** ({len(predictor.labels)}): " + ", ".join(predictor.labels),
   ]
+  heads = model_classes(predictor).heads
+  if heads:
+    lines.append("**Attached heads**: " + "; ".join(f"{a.name} ({', '.join(a.classes)})" for a in heads))
   m = metrics(predictor)
   if m:
     keys = [

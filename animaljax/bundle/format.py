@@ -39,8 +39,8 @@ REPORT_FILES = ("metrics.json", "confusion_matrix.png", "per_class.png", "confus
 METRIC_KEYS = ("step", "accuracy", "macro_f1", "weighted_f1", "mAP", "loss", "num_examples")
 
 __all__ = [
-  "EDITABLE", "FORMAT", "FORMAT_VERSION", "HEADS", "INFER", "MANIFEST", "METRIC_KEYS", "MODEL_JSON", "PARAMS", "REPORT_FILES",
-  "SPECIES", "TFLITE", "TFLITE_FP16", "TFLITE_FRONTEND", "TFLITE_INT8", "BundleError", "Model",
+  "EDITABLE", "FORMAT", "FORMAT_VERSION", "HEADS", "INFER", "MANIFEST", "METRIC_KEYS", "MODEL_JSON", "PARAMS",
+  "REPORT_FILES", "SPECIES", "TFLITE", "TFLITE_FP16", "TFLITE_FRONTEND", "TFLITE_INT8", "BundleError", "Model",
   "animaljax_version", "bundle_manifest", "flatten", "foreign_entries", "sha256", "unflatten",
 ]  # fmt: skip
 
