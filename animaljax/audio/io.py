@@ -284,3 +284,77 @@ def stream_audio(
         yield np.ascontiguousarray(data[:, 0], dtype=np.float32)
       if last:
         return
+
+
+def read_segment(
+  path: str | os.PathLike,
+  sample_rate: int | None,
+  start: int,
+  stop: int | None,
+  *,
+  max_seconds: float | None = None,
+  margin_seconds: float = 0.25,
+) -> tuple[np.ndarray, int | None]:
+  """Samples `[start, stop)` of `stream_audio(path, sample_rate)`'s audio, read by seeking (a work unit of a
+  long recording in `animaljax.inference.beam_embed`), and the file's length at `sample_rate` when the read
+  reached the end of the file (None otherwise).
+
+  At the file's own rate the samples are exactly the stream's. When resampling, the segment is resampled from
+  up to `margin_seconds` of audio before `start` (cut where the two rates' sample grids meet, so the output
+  grid is the stream's) and after `stop`; it then equals the stream's resampling to float rounding (the
+  resampler's filter is far shorter than the margin), and the length is exactly the stream's at the end.
+  Validation is `stream_audio`'s for the frames read, plus the header checks and, at the end, the truncation
+  check against the header's length (a file whose header understates its length, possible for MP3, is read
+  correctly only by the unit that reads to the end: `stop=None`).
+
+  Args:
+    start, stop: sample indices at `sample_rate` (stop None: to the end of the file).
+  Returns:
+    `((m,) float32 mono in [-1, 1], total samples or None)`; `m < stop - start` only at the end of the file.
+  Raises:
+    AudioError: as `stream_audio`, for this file.
+  """
+  path = os.fspath(path)
+  _check_path(path)
+  with _open_checked(path, max_seconds) as f:
+    sr, declared, fmt = int(f.samplerate), int(f.frames), f.format
+    out_rate = sr if sample_rate is None else int(sample_rate)
+    g = np.gcd(sr, out_rate)
+    p, q = sr // g, out_rate // g  # p source frames <-> q output samples, exactly
+    margin = 0 if p == q == 1 else -(-round(margin_seconds * sr) // p)  # in grid steps
+    first = max(0, start // q - margin)  # grid step where reading starts
+    src_start = min(first * p, declared)
+    src_stop = None if stop is None else -(-stop // q) * p + margin * p
+    if src_start:
+      f.seek(src_start)
+    blocks, read, end = [], src_start, False
+    while src_stop is None or read < src_stop:
+      want = 1 << 18 if src_stop is None else min(1 << 18, src_stop - read)
+      try:
+        data = f.read(want, dtype="float32", always_2d=True)
+      except sf.LibsndfileError as err:
+        raise AudioError(path, f"truncated or corrupt {fmt}: {err}") from err
+      read += data.shape[0]
+      if max_seconds is not None and read / sr > max_seconds:
+        raise AudioError(path, f"too long: more than {max_seconds:g} s")
+      if not np.isfinite(data).all():
+        raise AudioError(path, "contains NaN or Inf samples")
+      blocks.append(np.clip(data, -1.0, 1.0).mean(axis=1, keepdims=True, dtype=np.float32))
+      if data.shape[0] < want:
+        end = True
+        break
+    if src_stop is not None and read >= declared:  # stopped exactly at the end: the next read says so
+      end = end or f.read(1, dtype="float32", always_2d=True).shape[0] == 0
+  if end and read == 0:
+    raise AudioError(path, "zero samples")
+  if end and read < declared:
+    raise AudioError(path, f"truncated or corrupt {fmt}: read {read} of {declared} frames")
+  data = np.concatenate(blocks) if blocks else np.zeros((0, 1), np.float32)
+  if p != q:
+    stream = soxr.ResampleStream(sr, out_rate, 1, dtype="float32", quality="HQ")
+    data = np.clip(stream.resample_chunk(data, last=end), -1.0, 1.0)
+  offset = src_start // p * q  # the output index of data[0]
+  lo = start - offset
+  hi = data.shape[0] if stop is None else stop - offset
+  total = offset + data.shape[0] if end else None
+  return np.ascontiguousarray(data[lo:hi, 0], dtype=np.float32), total
