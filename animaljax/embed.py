@@ -11,7 +11,7 @@ formats are described in `animaljax.inference.outputs`, and the work is `animalj
 
 With `--runner beam` (the optional extra, `pip install -e ".[beam]"`) the same rows come from an Apache Beam
 pipeline, one work unit per file and --block-seconds of audio, into the folder --out: sharded Parquet files
-`embeddings-SSSSS-of-NNNNN.parquet` with the same columns, and `units/` that let a re-run skip finished work
+`embeddings-SSSSS-of-NNNNN.parquet` with the same columns, and `_units/` that let a re-run skip finished work
 (`animaljax.inference.beam_embed`; --beam_pipeline_options="--runner=FlinkRunner ..." picks a cluster).
 
 Unreadable files are named on stderr and skipped. Exit status: 0 when at least one file was read, 1 when none

@@ -3,7 +3,7 @@
 The work unit is one block of `block_seconds` of one file: the unit owns the windows that start in its block
 (the windows of `audio.windows.cover_window_starts` over the whole file, as `Predictor.scan` cuts them), reads
 only the audio they need (`audio.io.read_segment`: a seek, then the block plus one window), runs them through
-the model (loaded once per worker, `DoFn.setup`) and writes their rows to `OUT/units/<id>.parquet`, atomically
+the model (loaded once per worker, `DoFn.setup`) and writes their rows to `OUT/_units/<id>.pq` (Parquet), atomically
 (`data.atomic`). The id hashes the file (path, size, modification time), the model's fingerprint, the hop and
 the block, so a re-run skips every unit whose file exists and recomputes only the missing ones (a killed or
 failed run resumes; a changed file or model gets new units). The last unit of a file reads to its end, so it
@@ -46,6 +46,9 @@ from animaljax.inference import outputs
 FILES_PER_SHARD = 1000
 # A unit or its error text: Beam must not infer a fixed tuple coder from one of the two kinds of value.
 _KV = beam.typehints.KV[str, beam.typehints.Any]
+# Unit outputs: `_` and `.pq` keep them out of readers of the folder (pyarrow's dataset skips `_` paths;
+# `python -m animaljax.search index --embeddings OUT` reads *.parquet), which see only the shards.
+UNITS = "_units"
 SHARD_PATTERN = re.compile(r"embeddings-(\d{5})-of-(\d{5})\.parquet")
 
 
@@ -135,7 +138,7 @@ class _EmbedUnit(beam.DoFn):
       yield path, unit
       return
     index, count, lo, hi, uid = unit
-    target = pathlib.Path(self.out, "units", f"{uid}.parquet")
+    target = pathlib.Path(self.out, UNITS, f"{uid}.pq")
     if not target.exists():
       if self.predictor is None:
         self.predictor = inference_files.load_model(self.model)
@@ -235,7 +238,7 @@ def embed_files(
   if not block_seconds > 0 or not math.isfinite(block_seconds):
     raise ValueError(f"block_seconds must be a number > 0, got {block_seconds}")
   out = pathlib.Path(os.path.abspath(out))
-  if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / "units").is_dir())):
+  if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / UNITS).is_dir())):
     raise FileExistsError(
       f"{out} exists and is not an embeddings folder of `embed --runner beam`; choose another --out"
     )
@@ -248,7 +251,7 @@ def embed_files(
   if not paths:
     print("no audio files found in the inputs", file=sys.stderr)
     return 0
-  (out / "units").mkdir(parents=True, exist_ok=True)
+  (out / UNITS).mkdir(parents=True, exist_ok=True)
   shards = max(1, math.ceil(len(paths) / FILES_PER_SHARD))
   meta = {"embed_dim": str(predictor.embed_dim), "sample_rate": str(predictor.sample_rate),
           "fingerprint": predictor.fingerprint, "model": str(predictor.path)}  # fmt: skip

@@ -65,9 +65,12 @@ def test_beam_embed_equals_local_and_resumes(bundle, tmp_path, capsys):
   np.testing.assert_allclose(beam["start_s"], local["start_s"], rtol=0, atol=1e-9)
   np.testing.assert_allclose(beam["end_s"], local["end_s"], rtol=0, atol=1e-9)
   np.testing.assert_allclose(beam["embedding"], local["embedding"], rtol=0, atol=1e-5)
+  import pyarrow.parquet as pq
+
+  assert pq.read_table(out).num_rows == len(beam["file"])  # the folder reads as the shards alone
 
   # Resume: finished units are not recomputed (their files untouched), a missing one is.
-  units = sorted((out / "units").glob("*.parquet"))
+  units = sorted((out / "_units").glob("*.pq"))
   assert len(units) == 2 + 1 + 4  # a.wav: 2 units (the 2nd owns no window), b.ogg: 1, c.flac: 4; none of d
   stamps = {u: (u.stat().st_ino, u.stat().st_mtime_ns) for u in units[1:]}
   units[0].unlink()
