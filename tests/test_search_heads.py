@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 from search_support import tiny_models, whistle_labels
 
-from animaljax import search
+from animaljax import enroll, search
+from animaljax.fewshot import enrol, linear_head
 from animaljax.fewshot import heads as fewshot_heads
-from animaljax.fewshot import linear_head
 from animaljax.inference import export_model, load_predictor
 from animaljax.inference.evaluate import evaluate_files
 from animaljax.inference.files import embed_files, predict_files
@@ -80,6 +80,19 @@ def test_predict_scores_the_attached_head_from_the_embed_windows(trained, tmp_pa
   assert not (trained["models"][1] / "heads").exists()
   assert search.main(["detach", "--model", str(model), "--name", "whistle"]) == 0
   assert not (model / "heads" / "whistle").exists()
+
+
+def test_enroll_refuses_a_species_named_like_an_attached_heads_class(trained, tmp_path, capsys):
+  model = shutil.copytree(trained["models"][0], tmp_path / "m")
+  fewshot_heads.attach_head(load_predictor(model), trained["head"])
+  clip = trained["audio"] / "tone1.wav"
+  # Names match ignoring case (the species name rules), so "WHISTLE" is the head's class "whistle".
+  code = enroll.main(["add", "--model", str(model), "--name", "WHISTLE", str(clip)])
+  err = capsys.readouterr().err.strip().splitlines()
+  assert code == 2 and len(err) == 1 and "already a class of the attached head 'whistle'" in err[0]
+  assert enrol.list_species(load_predictor(model)) == []
+  assert enroll.main(["add", "--model", str(model), "--name", "warbler", str(clip)]) == 0  # other names enrol
+  assert [s["name"] for s in enrol.list_species(load_predictor(model))] == ["warbler"]
 
 
 def test_evaluate_counts_the_heads_classes(trained, tmp_path):

@@ -63,6 +63,7 @@ from typing import Protocol
 import numpy as np
 
 from animaljax.audio.io import AudioError
+from animaljax.fewshot import linear_head
 from animaljax.fewshot.prototypes import distance, loo_distances, normalize, prototype
 from animaljax.fewshot.store import Species, SpeciesStore, StoreError, now, same_name, validate_name
 
@@ -265,12 +266,18 @@ def enroll(
   Returns:
     The stored species (merged, if `merge`).
   Raises:
-    ValueError: a bad name, no files, a non-positive threshold, a name that is one of the model's classes.
+    ValueError: a bad name, no files, a non-positive threshold, a name that is one of the model's classes or
+      of an attached head's (`fewshot.heads`).
     AudioError: a file that cannot be read. StoreError: a duplicate without `merge`, a store for another model.
   """
   name = validate_name(name)
   if any(same_name(name, label) for label in model.labels):
     raise ValueError(f"{name!r} is already one of the model's own classes; choose another name")
+  head = next((h for h, c in linear_head.attached_classes(model.path) if same_name(name, c)), None)
+  if head is not None:
+    raise ValueError(
+      f"{name!r} is already a class of the attached head {head!r} (search attach); choose another name"
+    )
   if threshold is not None and not threshold > 0:
     raise ValueError(f"threshold must be a positive distance, got {threshold}")
   files = [os.fspath(f) for f in files]

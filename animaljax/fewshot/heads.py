@@ -29,9 +29,9 @@ import numpy as np
 
 from animaljax.fewshot import linear_head
 from animaljax.fewshot.enrol import EmbeddingModel, species_store
+from animaljax.fewshot.linear_head import HEADS_DIR, heads_dir, read_folder  # noqa: F401 - re-exported
 from animaljax.fewshot.species import same_name, validate_name
 
-HEADS_DIR = "heads"
 THRESHOLD = 0.5  # a multi-label model's detection threshold for a head's classes
 
 
@@ -51,10 +51,6 @@ class Attached:
     return self.head.classes
 
 
-def heads_dir(model_dir: str | os.PathLike) -> pathlib.Path:
-  return pathlib.Path(model_dir).absolute() / HEADS_DIR
-
-
 def check_fits(head: linear_head.LinearHead, model: EmbeddingModel, where: str) -> None:
   """HeadError unless `head` was trained on embeddings of `model` (same fingerprint and size)."""
   if head.weight.shape[0] != model.embed_dim:
@@ -67,22 +63,6 @@ def check_fits(head: linear_head.LinearHead, model: EmbeddingModel, where: str) 
       f"{where}: the head was trained on embeddings of another model (fingerprint {head.fingerprint} != "
       f"{model.fingerprint}): train it again on this model's embeddings (embed, then search train)"
     )
-
-
-def read_folder(
-  folder: str | os.PathLike,
-) -> list[tuple[str, pathlib.Path, linear_head.LinearHead | None, str]]:
-  """Every head folder under `folder/heads/`, by name: `(name, path, head or None, why not readable)`."""
-  root = heads_dir(folder)
-  if not root.is_dir():
-    return []
-  out = []
-  for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-    try:
-      out.append((path.name, path, linear_head.load(path), ""))
-    except (ValueError, OSError, KeyError) as err:
-      out.append((path.name, path, None, " ".join(str(err).split())))
-  return out
 
 
 def read_heads(model: EmbeddingModel) -> list[Attached]:

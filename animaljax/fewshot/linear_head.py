@@ -9,6 +9,10 @@ a detection (`LinearHead.classes`).
 On disk (`save`/`load`, no pickle): a folder with head.safetensors (weight (D, C), bias (C,), mean (D,),
 scale (D,), float32) and head.json ({"format", "version", "labels", "negative", "embed_dim", "fingerprint",
 "metrics", ...}).
+
+A model folder keeps its attached heads under `heads/<name>/` (`fewshot.heads` attaches and scores them).
+Reading that folder (`read_folder`, `attached_classes`) lives here, below `fewshot.enrol`, so that enrolment can
+refuse a species named like an attached head's class without importing `fewshot.heads` (which imports enrol).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ NEGATIVE_LABELS = ("negative", "0")
 OTHER = "other"
 FORMAT, VERSION = "animaljax-linear-head", 1
 WEIGHTS, META = "head.safetensors", "head.json"
+HEADS_DIR = "heads"  # <model dir>/heads/<name>/: the heads attached to a model
 
 
 @dataclasses.dataclass
@@ -166,3 +171,29 @@ def load(folder: str | os.PathLike) -> LinearHead:
   if head.weight.shape != (meta["embed_dim"], len(head.labels)):
     raise ValueError(f"{folder}: damaged: weight shape {head.weight.shape} does not fit head.json")
   return head
+
+
+def heads_dir(model_dir: str | os.PathLike) -> pathlib.Path:
+  return pathlib.Path(model_dir).absolute() / HEADS_DIR
+
+
+def read_folder(folder: str | os.PathLike) -> list[tuple[str, pathlib.Path, LinearHead | None, str]]:
+  """Every head folder under `folder/heads/`, by name: `(name, path, head or None, why not readable)`."""
+  root = heads_dir(folder)
+  if not root.is_dir():
+    return []
+  out = []
+  for path in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    try:
+      out.append((path.name, path, load(path), ""))
+    except (ValueError, OSError, KeyError) as err:
+      out.append((path.name, path, None, " ".join(str(err).split())))
+  return out
+
+
+def attached_classes(model_dir: str | os.PathLike | None) -> list[tuple[str, str]]:
+  """`(head name, class)` for every class of the readable heads attached in `model_dir` (none for None; a
+  damaged head, which scoring refuses anyway, names no classes)."""
+  if model_dir is None:
+    return []
+  return [(name, c) for name, _, head, _ in read_folder(model_dir) if head is not None for c in head.classes]
