@@ -50,7 +50,8 @@ def synthetic(tmp_path):
   return {"root": tmp_path, "folder": tmp_path / "emb", "a": a, "emb": emb, "files": files, "starts": starts}
 
 
-def test_index_query_round_trip_finds_the_exact_neighbours(synthetic):
+def test_index_query_round_trip_finds_the_exact_neighbours(synthetic, monkeypatch):
+  monkeypatch.setattr(search_index, "ADD_CHUNK", 64)  # 300 windows added in 5 chunks: ids stay row numbers
   out = synthetic["root"] / "index"
   path, count = query.index_embeddings([synthetic["folder"]], out)
   assert count == 300 and sorted(p.name for p in path.iterdir()) == [
@@ -81,6 +82,7 @@ def test_index_query_round_trip_finds_the_exact_neighbours(synthetic):
 
 def test_a_large_index_is_an_hnsw_graph(synthetic, monkeypatch):
   monkeypatch.setattr(search_index, "EXACT_UP_TO", 100)
+  monkeypatch.setattr(search_index, "ADD_CHUNK", 64)
   out = synthetic["root"] / "index"
   query.index_embeddings([synthetic["folder"]], out)
   assert json.loads((out / "index.json").read_text())["kind"] == "hnsw32"

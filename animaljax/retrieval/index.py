@@ -30,6 +30,7 @@ INDEX_FILE, META_FILE, INFO_FILE = "index.faiss", "windows.parquet", "index.json
 FORMAT, VERSION, METRIC = "animaljax-search-index", 1, "cos"
 EXACT_UP_TO = 50_000  # windows; at 200k x 128-d an exact scan costs ~7 ms a query on 2 cores
 HNSW_M, HNSW_EF_SEARCH = 32, 64
+ADD_CHUNK = 65_536  # rows normalised and added at a time (bounds the extra memory to one chunk)
 
 
 class IndexError_(ValueError):  # noqa: N801 - `IndexError` is a builtin with another meaning
@@ -109,7 +110,8 @@ def build_index(
       index = faiss.IndexFlatIP(table.embed_dim)
     else:
       index = faiss.IndexHNSWFlat(table.embed_dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-    index.add(_unit(table.embedding))
+    for start in range(0, len(table), ADD_CHUNK):  # normalised a chunk at a time: no second full-size copy
+      index.add(_unit(table.embedding[start : start + ADD_CHUNK]))
     faiss.write_index(index, str(tmp / INDEX_FILE))
     meta = pa.table({
       "key": pa.array(np.arange(len(table)), pa.int64()), "file": pa.array(table.file.tolist(), pa.string()),

@@ -120,6 +120,6 @@ def read_windows(paths: Sequence[str | os.PathLike] | str | os.PathLike) -> Wind
     raise ValueError("no window embeddings in the given files")
   cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
   return WindowTable(
-    cat["file"].astype(str), cat["start_s"], cat["end_s"], cat["embedding"].astype(np.float32),
+    cat["file"].astype(str), cat["start_s"], cat["end_s"], cat["embedding"].astype(np.float32, copy=False),
     cat["source"].astype(str), tuple(prints),
   )  # fmt: skip
