@@ -67,13 +67,3 @@ def test_beam_pack_equals_local_pack(folder, tmp_path, monkeypatch):
   assert a == b
   assert (local / "summary.json").read_text().count("\n") == (beam / "summary.json").read_text().count("\n")
   assert "broken.flac" in (beam / "rejected.csv").read_text() and b["num_rejected"] == 1
-
-
-def test_runner_beam_without_beam_says_how_to_install(tmp_path, monkeypatch, capsys):
-  real = importlib.util.find_spec
-  monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "apache_beam" else real(n, *a))
-  out = tmp_path / "never"
-  assert pack.main(["--source", "synthetic", "--out", str(out), "--runner", "beam"]) == 2
-  err = capsys.readouterr().err.strip().splitlines()
-  assert err == ['error: --runner beam needs Apache Beam, an optional extra: pip install -e ".[beam]"']
-  assert not out.exists()
