@@ -246,6 +246,7 @@ def embed_files(
   hop_samples = predictor.hop_samples(hop)
   block = max(1, round(block_seconds * predictor.sample_rate))
   paths, errors = inference_files.expand_inputs(inputs)
+  paths = list(dict.fromkeys(paths))  # a file named twice (and inside a folder given) is one file's units
   for err in errors:
     print(f"skipped {err}", file=sys.stderr)
   if not paths:
