@@ -16,7 +16,9 @@ from animaljax.training import config as config_lib  # noqa: E402
 
 CONFIGS = sorted(p.stem for p in (REPO / "configs").glob("*.py") if p.stem not in ("base", "__init__"))
 ARGS = {"cnn10_esc50": ("cpu", "smoke", "cpu,smoke"), "simclr_esc50": ("cpu", "smoke", "cpu,smoke"),
-        "cnn14_folder": ("cpu", "smoke", "cpu,smoke")}  # fmt: skip
+        "cnn14_folder": ("cpu", "smoke", "cpu,smoke"),
+        "resnet18_esc50": ("cpu", "imagenet", "smoke", "cpu,smoke", "imagenet,smoke"),
+        "resnest50_birdsong": ("cpu", "imagenet", "smoke", "cpu,smoke", "imagenet,smoke")}  # fmt: skip
 
 
 @pytest.mark.parametrize("name", CONFIGS)
@@ -42,3 +44,14 @@ def test_an_ontology_category_makes_a_flat_pack_folder_name(tmp_path):
   c = config_lib.replace(c, data={"category": "/m/0jbk, Bird"})
   resolved = config_lib.resolve(c, tmp_path / "runs" / "x")
   assert pathlib.Path(resolved.data.dir) == tmp_path / "runs" / "packed" / "audioset-m_0jbk_Bird-32k"
+
+
+@pytest.mark.parametrize("name", ["resnet18_esc50", "resnest50_birdsong"])
+def test_imagenet_recipes_start_from_converted_weights_and_smoke_keeps_the_backbone(name):
+  module = importlib.import_module(f"configs.{name}")
+  c = config_lib.parse(module.get_config("imagenet"))
+  assert c.model.init_from == module.IMAGENET_DIR and c.model.width == 1.0 and not c.model.keep_head
+  smoke = config_lib.parse(module.get_config("imagenet,smoke"))
+  assert smoke.model.encoder == c.model.encoder and smoke.model.init_from == ""  # the real code path, tiny
+  with pytest.raises(ValueError, match="need the full-width"):
+    module.get_config("cpu,imagenet")
