@@ -3,6 +3,7 @@
   python -m animaljax.convert panns --checkpoint Cnn14_mAP=0.431.pth --out converted/cnn14
   python -m animaljax.convert ast --checkpoint audioset_10_10_0.4593.pth --out converted/ast --input-frames 512
   python -m animaljax.convert imagenet --checkpoint resnet18.safetensors --encoder resnet18 --out converted/r18
+  python -m animaljax.convert efficientat --checkpoint mn10_as_mAP_471.pt --out converted/mn10 [--arch mn10]
 
 The directory holds `model.json` and an orbax checkpoint of the variables; read it with
 `animaljax.models.pretrained.load_converted` (the conversion is `pretrained.convert`; the weight mapping
@@ -16,16 +17,16 @@ import json
 import sys
 
 from animaljax import cli
-from animaljax.models import imagenet_weights, pretrained
+from animaljax.models import efficientat_weights, imagenet_weights, pretrained
 
 
 def _parser() -> argparse.ArgumentParser:
   parser = cli.ArgumentParser(prog="python -m animaljax.convert", description=__doc__.split("\n")[0])
-  parser.add_argument("kind", choices=["panns", "ast", "imagenet"], help="checkpoint family")
+  parser.add_argument("kind", choices=["panns", "ast", "imagenet", "efficientat"], help="checkpoint family")
   parser.add_argument(
     "--checkpoint",
     required=True,
-    help=".pth file (read with torch.load(weights_only=True)); imagenet: also .safetensors",
+    help=".pth file (read with torch.load(weights_only=True)); imagenet, efficientat: also .safetensors",
   )
   parser.add_argument("--out", required=True, help="output directory (a new or empty folder)")
   parser.add_argument(
@@ -35,6 +36,9 @@ def _parser() -> argparse.ArgumentParser:
   )
   parser.add_argument(
     "--encoder", choices=["resnet18", "resnet34", "resnest50"], help="imagenet: check the detected model"
+  )
+  parser.add_argument(
+    "--arch", choices=efficientat_weights.ARCHITECTURES, help="efficientat: check the detected architecture"
   )
   parser.add_argument(
     "--sample-rate",
@@ -64,6 +68,10 @@ def run(args: argparse.Namespace) -> int:
         encoder=args.encoder,
         sample_rate=args.sample_rate or 32000,
         force=args.force,
+      )
+    elif args.kind == "efficientat":  # EfficientAT mn*/dymn*, on its own front end
+      root, detected = efficientat_weights.convert_efficientat(
+        args.checkpoint, args.out, arch=args.arch, keep_head=args.keep_head, force=args.force
       )
     else:
       root, detected = pretrained.convert(

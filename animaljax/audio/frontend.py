@@ -34,6 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from animaljax.audio.efficientat_frontend import EfficientAtMelConfig, efficientat_mel
+from animaljax.audio.efficientat_frontend import num_frames as _efficientat_frames
+
 StftImpl = Literal["fft", "matmul"]
 _INT16_SCALE = 1.0 / 32768.0
 # Kaldi floors mel energies (and the raw energy) at float epsilon before the log.
@@ -133,7 +136,7 @@ class FbankConfig:
     return 1 << (n - 1).bit_length() if self.round_to_power_of_two else n
 
 
-FrontendConfig = LogMelConfig | FbankConfig
+FrontendConfig = LogMelConfig | FbankConfig | EfficientAtMelConfig  # the last: EfficientAT's own
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -150,6 +153,8 @@ def num_frames(num_samples: int, cfg: FrontendConfig) -> int:
       n = cfg.frame_length
       return 1 + (num_samples - n) // cfg.frame_shift if num_samples >= n else 0
     return (num_samples + cfg.frame_shift // 2) // cfg.frame_shift
+  if isinstance(cfg, EfficientAtMelConfig):
+    return _efficientat_frames(num_samples, cfg)
   raise TypeError(f"unknown front-end config {type(cfg).__name__}")
 
 
@@ -374,6 +379,8 @@ def features(wave: jax.Array, cfg: FrontendConfig, *, key: jax.Array | None = No
     return log_mel(wave, cfg)
   if isinstance(cfg, FbankConfig):
     return kaldi_fbank(wave, cfg, key=key)
+  if isinstance(cfg, EfficientAtMelConfig):
+    return efficientat_mel(wave, cfg)
   raise TypeError(f"unknown front-end config {type(cfg).__name__}; expected LogMelConfig or FbankConfig")
 
 
@@ -383,4 +390,6 @@ def num_bins(cfg: FrontendConfig) -> int:
     return cfg.n_mels
   if isinstance(cfg, FbankConfig):
     return cfg.num_mel_bins + int(cfg.use_energy)
+  if isinstance(cfg, EfficientAtMelConfig):
+    return cfg.n_mels
   raise TypeError(f"unknown front-end config {type(cfg).__name__}")

@@ -16,6 +16,7 @@ BatchNorm statistics and normalisation, and the returned logits are fp32.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from collections.abc import Callable
 from typing import Any, Literal
 
@@ -26,6 +27,8 @@ import jax.numpy as jnp
 from animaljax.audio import frontend
 from animaljax.models.ast import Ast, AstConfig
 from animaljax.models.cnn14 import Cnn, CnnConfig
+from animaljax.models.efficientat import DYNAMIC_WIDTHS, WIDTHS, EfficientAtConfig
+from animaljax.models.efficientat_dynamic import efficientat_encoder
 from animaljax.models.imagenet_resnet import ImageNetResNet, ImageNetResNetConfig
 from animaljax.models.panns_mobilenet import MobileNet, MobileNetConfig
 from animaljax.models.panns_resnet import ResNet, ResNetConfig
@@ -33,9 +36,12 @@ from animaljax.models.sed import decision_head
 from animaljax.models.wavegram import Wavegram, WavegramConfig
 
 EncoderConfig = CnnConfig | ResNetConfig | MobileNetConfig | WavegramConfig | AstConfig | ImageNetResNetConfig
+EncoderConfig = EncoderConfig | EfficientAtConfig
 # The PANNs encoders that end in fc1 -> ReLU and take the dropout + Dense head, by config type.
 _PANNS_ENCODERS = {CnnConfig: Cnn, ResNetConfig: ResNet, MobileNetConfig: MobileNet, WavegramConfig: Wavegram}
 _PANNS_ENCODERS[ImageNetResNetConfig] = ImageNetResNet  # same head; its embedding is the global average pool
+# EfficientAT: the same head with its dropout 0.2 (`head_dropout`) over classifier.2's output.
+_PANNS_ENCODERS[EfficientAtConfig] = efficientat_encoder  # mn* or dymn*
 FeatureFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -127,7 +133,8 @@ class Classifier(nn.Module):
         out = encoder(features, train=train)
       head = getattr(cfg.encoder, "head", "clip")
       # PANNs' last dropout sits between fc1 and the head; the embedding itself is returned undropped.
-      drop = nn.Dropout(0.5, deterministic=not (train and cfg.encoder.dropout))
+      rate = getattr(cfg.encoder, "head_dropout", 0.5)
+      drop = nn.Dropout(rate, deterministic=not (train and cfg.encoder.dropout))
       if head == "clip":
         logits = nn.Dense(cfg.num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(
           drop(out["embedding"])
@@ -173,6 +180,8 @@ ENCODERS: dict[str, Callable[..., EncoderConfig]] = {
   "resnest50": lambda **kw: ImageNetResNetConfig(variant="resnest50", **kw),
   "ast": AstConfig,
 }
+# EfficientAT's MobileNetV3s and dynamic MobileNets (`models/efficientat*.py`) on their own front end
+ENCODERS |= {name: functools.partial(EfficientAtConfig, variant=name) for name in WIDTHS | DYNAMIC_WIDTHS}
 
 
 def encoder_config(name: str, **overrides) -> EncoderConfig:
@@ -206,6 +215,11 @@ def cnn14_config(
     32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k,
     8000: frontend.LogMelConfig.panns_8k,
   }  # fmt: skip
+  if variant in WIDTHS or variant in DYNAMIC_WIDTHS:  # EfficientAT: its own front end, 32 kHz only
+    if sample_rate != 32000:
+      raise ValueError(f"EfficientAT's {variant} runs on its 32 kHz front end; got sample rate {sample_rate}")
+    encoder = encoder_config(variant, width=width, dropout=dropout, clip_norm=clip_norm)
+    return ClassifierConfig(frontend.EfficientAtMelConfig(), encoder, num_classes, dtype)
   if sample_rate not in presets:
     raise ValueError(f"PANNs front ends exist for sample rates {sorted(presets)}, got {sample_rate}")
   extra = {"head": head} if head != "clip" else {}  # only the CNNs and wavegrams have decision heads

@@ -22,6 +22,7 @@ from animaljax.audio.io import PathError
 from animaljax.models.ast import AstConfig
 from animaljax.models.classifier import ClassifierConfig
 from animaljax.models.cnn14 import CnnConfig
+from animaljax.models.efficientat import EfficientAtConfig
 from animaljax.models.imagenet_resnet import ImageNetResNetConfig
 from animaljax.models.panns_mobilenet import MobileNetConfig
 from animaljax.models.panns_resnet import ResNetConfig
@@ -29,6 +30,7 @@ from animaljax.models.wavegram import WavegramConfig
 
 MODEL_JSON = "model.json"
 _FRONTENDS = {"logmel": frontend.LogMelConfig, "fbank": frontend.FbankConfig}
+_FRONTENDS["efficientat_mel"] = frontend.EfficientAtMelConfig
 _ENCODERS = {
   "cnn": CnnConfig,
   "ast": AstConfig,
@@ -37,6 +39,7 @@ _ENCODERS = {
 }
 _ENCODERS["wavegram"] = WavegramConfig
 _ENCODERS["imagenet_resnet"] = ImageNetResNetConfig
+_ENCODERS["efficientat"] = EfficientAtConfig
 
 
 # ----------------------------------------------------------------------------------------------------------------
