@@ -30,6 +30,13 @@ fed from packed TFRecord shards through the real loader vs from a device-residen
   python scripts/bench_train.py                  # GPU: 5 s and 10 s, fp32 and bf16, batch sweep
   python scripts/bench_train.py --models cnn14 --seconds 10 --dtypes bfloat16 --batches cnn14=128
   python scripts/bench_train.py --width 0.125 --ast-size tiny --seconds 1 ...   # smoke run of every code path
+  python scripts/bench_train.py --encoders all --seconds 5 --batch 2 --steps 1 --reps 3   # the encoder table
+
+`--encoders all` (or a list of `model.encoder` names; `all` iterates `models.classifier.ENCODERS`, so a new
+encoder appears by itself) reports instead, per encoder: parameters (527 classes), XLA's GFLOP per clip for the
+train step and for inference, and JAX fp32 train and inference clips/s, each timed in rounds interleaved with
+CNN14's, with the ratio to CNN14 (`<name>_<train|infer>_vs_cnn14`): on a shared CPU the ratio is the figure
+to read, the absolute clips/s are this machine's under its load at the time. It prints a Markdown table too.
 
 The last line of output is one JSON object with every figure. Keys: `<model>_<s>s_<fp32|bf16>_<train|infer>_*`
 per configuration; `<model>_<train|infer>_jax_over_torch` is the headline ratio (CPU: JAX fp32 vs torch eager
@@ -71,14 +78,15 @@ REPO = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # `configs` is imported from the repository root, as the CLI does
 
 from animaljax.models import make_model  # noqa: E402
+from animaljax.models.classifier import ENCODERS  # noqa: E402
 from animaljax.training import loop, supervised  # noqa: E402
 from animaljax.training.state import TrainState, make_optimizer  # noqa: E402
 from configs import base  # noqa: E402
 
 NUM_CLASSES = 527
-SAMPLE_RATES = {"cnn14": 32000, "ast": 16000}
-# The other PANNs encoders (JAX only: `bench_torch` builds the torch CNN14 and AST, so these get no torch ratio).
-SAMPLE_RATES |= dict.fromkeys(["resnet22", "resnet38", "resnet54", "mobilenetv1", "mobilenetv2"], 32000)
+# Every encoder of the registry (`model.encoder` values): AST on its 16 kHz fbank, the rest on 32 kHz log-mel.
+# Only CNN14 and AST get a torch ratio (`bench_torch` builds those two).
+SAMPLE_RATES = {name: 16000 if name == "ast" else 32000 for name in ENCODERS}
 TORCH_MODELS = {"cnn14", "ast"}
 SHORT = {"float32": "fp32", "bfloat16": "bf16"}
 DATASHEET_BF16_DENSE = {"H200": 989e12, "H100": 989e12}  # FLOP/s, dense (no sparsity), by device kind
@@ -427,6 +435,70 @@ def pipeline_fraction(w: JaxWorkload, clips: int, steps: int, reps: int, pause: 
 
 
 # ----------------------------------------------------------------------------------------------------------------
+# Every encoder against CNN14 (`--encoders`)
+# ----------------------------------------------------------------------------------------------------------------
+def parse_encoders(text: str) -> list[str]:
+  """`all` (every name in `models.classifier.ENCODERS`, in its order) or a comma-separated list of names."""
+  names = list(ENCODERS) if text == "all" else [n for n in text.split(",") if n]
+  unknown = [n for n in names if n not in ENCODERS]
+  if unknown or not names:
+    raise SystemExit(
+      f"--encoders: unknown encoder {unknown[:1] or text!r}; valid: all, {', '.join(ENCODERS)}"
+    )
+  return names
+
+
+def encoder_table(
+  names: list[str], seconds: float, batch: int, steps: int, reps: int, pause: float, log
+) -> dict:
+  """Train and inference clips/s, parameters and XLA FLOPs per clip of each encoder (fp32, `batch` clips of
+  `seconds` s, the trainer's own step as `build_jax`), each timed in rounds interleaved with CNN14's so that the
+  ratio to CNN14 sees the same machine load: `<name>_<kind>_vs_cnn14` = its clips/s / CNN14's clips/s."""
+  ref = build_jax("cnn14", seconds, "float32", batch)
+  out: dict = {"encoders_seconds": seconds, "encoders_batch": batch}
+  for name in names:
+    w = ref if name == "cnn14" else build_jax(name, seconds, "float32", batch)
+    row = {"params": int(sum(x.size for x in jax.tree.leaves(w.variables["params"])))}
+    for kind in ("train", "infer"):
+      fns = {"model": functools.partial(w.round, kind, steps)}
+      if w is not ref:
+        fns["cnn14"] = functools.partial(ref.round, kind, steps)
+      times = interleaved_times(fns, reps, pause, warmup=False)
+      med = {k: statistics.median(v) for k, v in times.items()}
+      rate = batch / med["model"]
+      row[f"{kind}_clips_per_s"] = round(rate, 3)
+      row[f"{kind}_vs_cnn14"] = round(med.get("cnn14", med["model"]) / med["model"], 3)
+      row[f"{kind}_gflop_per_clip"] = round(w.flop_counts[kind] / batch / 1e9, 3)
+    out |= {f"{name}_{k}": v for k, v in row.items()}
+    log(
+      f"  {name}: {row['params']:,} params, train {row['train_clips_per_s']} clips/s "
+      f"(x{row['train_vs_cnn14']} CNN14), infer {row['infer_clips_per_s']} clips/s (x{row['infer_vs_cnn14']}),"
+      f" {row['infer_gflop_per_clip']} GFLOP/clip inference"
+    )
+    del w
+    gc.collect()
+  return out
+
+
+def markdown_table(result: dict, names: list[str]) -> str:
+  """The `--encoders` figures as the Markdown table BENCHMARKS.md and the README quote."""
+  secs, batch = result["encoders_seconds"], result["encoders_batch"]
+  lines = [
+    f"| `model.encoder` | parameters (527 classes) | GFLOP/clip infer ({secs:g} s) | GFLOP/clip train | "
+    f"train clips/s (this CPU, batch {batch}) | x CNN14 | infer clips/s (this CPU) | x CNN14 |",
+    "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+  ]
+  for n in names:
+    g = functools.partial(lambda name, k: result[f"{name}_{k}"], n)
+    lines.append(
+      f"| `{n}` | {g('params'):,} | {g('infer_gflop_per_clip'):.2f} | {g('train_gflop_per_clip'):.2f} | "
+      f"{g('train_clips_per_s'):.2f} | {g('train_vs_cnn14'):.2f} | {g('infer_clips_per_s'):.2f} | "
+      f"{g('infer_vs_cnn14'):.2f} |"
+    )
+  return "\n".join(lines)
+
+
+# ----------------------------------------------------------------------------------------------------------------
 # Main
 # ----------------------------------------------------------------------------------------------------------------
 def versions() -> dict:
@@ -503,6 +575,10 @@ def main(argv: list[str] | None = None) -> dict:
   p.add_argument("--ast-size", default="base", help="tiny | small | base (smaller: smoke runs only)")
   p.add_argument("--no-pipeline", action="store_true")
   p.add_argument("--pipeline-clips", type=int, default=300)
+  p.add_argument(
+    "--encoders", default="", help="'all' or names from models.classifier.ENCODERS: the encoder table instead"
+  )
+  p.add_argument("--batch", type=int, default=2, help="--encoders: clips per step")
   args = p.parse_args(argv)
 
   log = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: E731
@@ -536,6 +612,14 @@ def main(argv: list[str] | None = None) -> dict:
     "date": time.strftime("%Y-%m-%d"), "num_classes": NUM_CLASSES, "loadavg_start": os.getloadavg()[0],
     "cnn14_width": args.width, "ast_size": args.ast_size, "malloc_thresholds_raised": malloc_tuned,
   }  # fmt: skip
+
+  if args.encoders:  # the encoder table: JAX fp32 only, each encoder against CNN14 in the same rounds
+    names = parse_encoders(args.encoders)
+    result.update(encoder_table(names, seconds[0], args.batch, steps, args.reps or 3, pause, log))
+    result["loadavg_end"] = os.getloadavg()[0]
+    log(markdown_table(result, names))
+    print(json.dumps(result))
+    return result
 
   scratch = tempfile.TemporaryDirectory(prefix="bench_train_")
   torch_fraction = GPU_MEMORY_FRACTION if gpu else None
