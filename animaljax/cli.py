@@ -114,7 +114,7 @@ BEAM_INSTALL = 'pip install -e ".[beam]"'
 
 
 def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-  """`--runner local|beam` and `--beam_pipeline_options` (`pack`, `embed`)."""
+  """`--runner local|beam` and `--beam_pipeline_options` (`pack`, `embed`, `predict`)."""
   parser.add_argument(
     "--runner", choices=RUNNERS, default="local",
     help=f"local: processes on this machine; beam: an Apache Beam pipeline (the optional extra, {BEAM_INSTALL})",

@@ -18,6 +18,13 @@ Files of any length are streamed (decoded, resampled and windowed block by block
 the length); --max-seconds skips longer files (default: no limit). The progress bar on stderr counts files,
 hours of audio and the speed in multiples of real time.
 
+With `--runner beam` (the optional extra, `pip install -e ".[beam]"`) the windows are scored by the Apache
+Beam pipeline of `embed --runner beam`, one work unit per file and --block-seconds of audio, kept in
+NAME.units/ beside --output NAME.EXT (required) so that a re-run skips finished units; --output is then
+written by the local path's code: the same file for the same inputs and flags, scores to float rounding
+(`animaljax.inference.beam_predict`; --beam_pipeline_options="--runner=FlinkRunner ..." picks a cluster).
+--framewise stays local.
+
 Output goes to stdout, or --output. A file that cannot be read is named on stderr with the reason and skipped.
 Exit status: 0 when at least one file was read, 1 when none could be, 2 for a bad model, option or output
 path (one `error: ...` line). Every option is checked before any work, and --output is written under a
@@ -71,11 +78,33 @@ def _parser() -> argparse.ArgumentParser:
     "--model-threshold", type=cli.probability, default=0.5,
     help="top probability below which the model says unknown",
   )  # fmt: skip
+  cli.add_runner_arguments(parser)
+  parser.add_argument(
+    "--block-seconds", type=cli.positive_float, default=600.0,
+    help="--runner beam: seconds of audio per work unit (default 600)",
+  )  # fmt: skip
   return parser
 
 
 def run(args: argparse.Namespace) -> int:
   """Executes parsed arguments; returns the exit status (1: no file could be read)."""
+  if args.runner == "beam" and args.framewise:
+    raise ValueError("--framewise scores whole recordings and runs locally only; drop --runner beam")
+  if args.runner == "beam" and args.output is None:
+    raise ValueError(
+      "--runner beam needs --output FILE (its work units are kept beside it, in a .units folder)"
+    )
+  beam_options = cli.beam_options(args)  # `--runner beam` without Beam installed: one line, before any work
+  if args.runner == "beam":
+    from animaljax.inference import beam_predict
+
+    read = beam_predict.predict_files(
+      args.model, args.inputs, output=args.output, format=args.format, pool=args.pool, top_k=args.top_k,
+      min_score=args.min_score, model_threshold=args.model_threshold, hop=args.hop,
+      batch_size=args.batch_size, max_seconds=args.max_seconds, quiet=args.quiet, threshold=args.threshold,
+      beam_options=beam_options, block_seconds=args.block_seconds,
+    )  # fmt: skip
+    return 0 if read else 1
   if args.framewise:
     read = framewise_predict.predict_framewise_files(
       args.model, args.inputs, output=args.output, format=args.format, hop=args.hop, batch_size=args.batch_size,

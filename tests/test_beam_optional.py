@@ -10,7 +10,7 @@ import importlib.util
 
 import pytest
 
-from animaljax import embed, pack
+from animaljax import embed, pack, predict
 
 MESSAGE = 'error: --runner beam needs Apache Beam, an optional extra: pip install -e ".[beam]"'
 
@@ -34,6 +34,29 @@ def test_embed_without_beam(no_beam, tmp_path, capsys):
   assert embed.main(args) == 2
   assert capsys.readouterr().err.strip().splitlines() == [MESSAGE]
   assert not out.exists()
+
+
+def test_predict_without_beam(no_beam, tmp_path, capsys):
+  out = tmp_path / "never" / "results.csv"
+  args = ["--model", str(tmp_path / "no-model"), str(tmp_path), "--output", str(out), "--runner", "beam"]
+  assert predict.main(args) == 2
+  assert capsys.readouterr().err.strip().splitlines() == [MESSAGE]
+  assert not out.parent.exists()
+
+
+@pytest.mark.parametrize(
+  "extra, reason",
+  [
+    (["--framewise", "--output", "r.csv"], "--framewise scores whole recordings"),
+    ([], "needs --output FILE"),
+  ],
+)
+def test_predict_beam_refuses(extra, reason, tmp_path, capsys):
+  """Combinations `predict --runner beam` does not offer: one line, exit 2, before Beam or the model is read."""
+  args = ["--model", str(tmp_path / "no-model"), str(tmp_path), "--runner", "beam", *extra]
+  assert predict.main(args) == 2
+  (line,) = capsys.readouterr().err.strip().splitlines()
+  assert line.startswith("error: ") and reason in line
 
 
 def test_pipeline_options_need_the_beam_runner(tmp_path, capsys):

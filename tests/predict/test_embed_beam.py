@@ -70,7 +70,7 @@ def test_beam_embed_equals_local_and_resumes(bundle, tmp_path, capsys):
   assert pq.read_table(out).num_rows == len(beam["file"])  # the folder reads as the shards alone
 
   # Resume: finished units are not recomputed (their files untouched), a missing one is.
-  units = sorted((out / "_units").glob("*.pq"))
+  units = sorted((out / "_units").glob("*.npz"))
   assert len(units) == 2 + 1 + 4  # a.wav: 2 units (the 2nd owns no window), b.ogg: 1, c.flac: 4; none of d
   stamps = {u: (u.stat().st_ino, u.stat().st_mtime_ns) for u in units[1:]}
   units[0].unlink()
