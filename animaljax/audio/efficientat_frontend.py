@@ -55,6 +55,12 @@ class EfficientAtMelConfig:
       raise ValueError(f"need 0 <= fmin < fmax <= {self.sample_rate / 2}, got {self.fmin}, {self.fmax}")
 
   @property
+  def center(self) -> bool:
+    """Frames are centred (`torch.stft(center=True)`): what `bundle.exported` asks before giving the exported
+    forward a symbolic time axis. Not a setting: EfficientAT always centres."""
+    return True
+
+  @property
   def min_samples(self) -> int:
     """The shortest clip: after pre-emphasis it must exceed the reflect padding (torch's rule)."""
     return self.n_fft // 2 + 2

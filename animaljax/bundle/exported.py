@@ -16,6 +16,7 @@ import jax.numpy as jnp
 from animaljax.audio import frontend
 from animaljax.bundle.format import INFER, BundleError, Model
 from animaljax.models.classifier import inference_forward
+from animaljax.models.efficientat import EfficientAtConfig
 
 # Lowered for all three so a bundle exported on a CPU runs on a GPU/TPU host too (checked at load time).
 PLATFORMS = ("cpu", "cuda", "tpu")
@@ -57,18 +58,22 @@ def _time_multiple(model: Model) -> tuple[int, int] | None:
   hop = getattr(fe, "hop_length", None)
   if hop is None or not getattr(fe, "center", False) or model.config.is_ast:
     return None
-  # k >= min_samples / hop gives every pooling step a frame (centred: frames = 1 + k). The CNN also checks
-  # `min(frames, mels) >= prod(pools)` in Python: with frames = 1 + k, `min` compares k + 1 with the mel
-  # count, which is decidable only once k's lower bound puts frames strictly above it (k >= n_mels).
-  return hop, max(fe.n_mels, math.ceil(model.min_samples / hop))
+  # k >= min_samples / hop gives every pooling step a frame (centred: frames = 1 + k, EfficientAT's k).
+  kmin = math.ceil(model.min_samples / hop)
+  if isinstance(model.config.encoder, EfficientAtConfig):
+    return hop, kmin  # its convolutions all pad and it checks no shape in Python: nothing more to decide
+  # The PANNs-family CNNs also check `min(frames, mels) >= prod(pools)` in Python: with frames = 1 + k, `min`
+  # compares k + 1 with the mel count, decidable only once k's lower bound puts frames above it (k >= n_mels).
+  return hop, max(fe.n_mels, kmin)
 
 
 def serialize_forward(model: Model) -> tuple[bytes, dict]:
   """`jax.export` of `inference_forward(model.config)`; returns (bytes, the manifest's "inference" entry).
 
-  Batch is symbolic. Time is symbolic as `hop * k` (k >= a minimum) for CNNs on a centred log-mel, so windows
-  of any multiple of the STFT hop run through it; otherwise (AST's fixed patch grid) it is fixed at
-  `clip_samples`. The function is lowered for CPU, CUDA and TPU when possible, else for this backend only.
+  Batch is symbolic. Time is symbolic as `hop * k` (k >= a minimum) for CNNs on a centred log-mel (PANNs' or
+  EfficientAT's), so windows of any multiple of the STFT hop run through it; otherwise (AST's fixed patch grid)
+  it is fixed at `clip_samples`. The function is lowered for CPU, CUDA and TPU when possible, else for this
+  backend only.
   Raises:
     BundleError: no form could be lowered (naming each form and why).
   """
