@@ -7,6 +7,7 @@ import dataclasses
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 
 from animaljax.audio import frontend
@@ -43,6 +44,9 @@ VARIANTS = {
 # Front-end/dtype plumbing is shared by the three CNNs: its checks run on ast and the cheapest CNN to compile
 # (compiles are the cost of this file).
 PLUMBING = ["ast", "cnn6"]
+# The encoders `Built.train_fn` takes through a jitted train step (`tests/models/test_encoder_coverage`).
+TRAIN_STEP_ENCODERS = tuple(sorted(VARIANTS))
+LABELS = np.array([0, 3])
 
 
 def _key(seed: int) -> jax.Array:
@@ -67,7 +71,7 @@ class Built:
   model: Classifier
   variables: dict
   init_fn: object  # jitted key -> ((logits, out), variables): eval-mode forward, passing feature_fn (ignored)
-  train_fn: object  # jitted (variables, wave, key) -> ((logits, out), updates), with feature_fn=_noise
+  train_fn: object  # jitted (variables, wave, key) -> ((logits, out), updates, grads, params): one SGD step
 
 
 def _build(name: str, wave: np.ndarray) -> Built:
@@ -77,8 +81,19 @@ def _build(name: str, wave: np.ndarray) -> Built:
   # "dropout" or "augment" rng: it would fail if eval used either).
   init_fn = jax.jit(lambda k: model.init_with_output(k, jnp.asarray(wave), feature_fn=_noise))
   _, variables = init_fn(_key(0))
-  train_fn = jax.jit(lambda v, w, k: _train(model, v, w, k, feature_fn=_noise))
+  train_fn = jax.jit(lambda v, w, k: _train_step(model, v, w, k, feature_fn=_noise))
   return Built(cfg, model, variables, init_fn, train_fn)
+
+
+def _train_step(model, variables, wave, key, **kw):
+  """One SGD step on a cross-entropy loss: ((logits, out), updates, grads, new params) of the train forward."""
+
+  def loss_fn(params):
+    (logits, out), upd = _train(model, {**variables, "params": params}, wave, key, **kw)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, LABELS).mean(), ((logits, out), upd)
+
+  (_, (result, upd)), grads = jax.value_and_grad(loss_fn, has_aux=True)(variables["params"])
+  return result, upd, grads, jax.tree.map(lambda p, g: p - 0.1 * g, variables["params"], grads)
 
 
 def _train(model, variables, wave, key, **kw):
@@ -121,9 +136,14 @@ def test_output_shapes_and_eval_determinism(built, wave_int16):
 
 def test_train_mode_dropout_rng_batch_stats_and_feature_fn(built, wave_int16):
   cfg, variables = built.cfg, built.variables
-  (l1, o1), upd1 = built.train_fn(variables, wave_int16, _key(1))
-  (l1b, _), _ = built.train_fn(variables, wave_int16, _key(1))
-  (l2, o2), _ = built.train_fn(variables, wave_int16, _key(2))
+  (l1, o1), upd1, grads, params = built.train_fn(variables, wave_int16, _key(1))
+  (l1b, _), *_ = built.train_fn(variables, wave_int16, _key(1))
+  (l2, o2), *_ = built.train_fn(variables, wave_int16, _key(2))
+  # A real train step: finite gradients reaching the first layers and the head, parameters moved.
+  assert all(np.isfinite(np.asarray(g)).all() for g in jax.tree.leaves(grads))
+  for part in ("encoder", "head"):
+    assert max(float(np.abs(np.asarray(g)).max()) for g in jax.tree.leaves(grads[part])) > 0, part
+  assert all(np.isfinite(np.asarray(p)).all() for p in jax.tree.leaves(params))
   (le, oe), _ = built.init_fn(_key(0))
   np.testing.assert_array_equal(np.asarray(l1), np.asarray(l1b))  # same rngs, same result
   assert not np.allclose(np.asarray(l1), np.asarray(l2))  # dropout and augmentation follow the rngs

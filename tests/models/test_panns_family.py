@@ -31,6 +31,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 SR = 32000
 ATOL = 1e-4
 WIDTHS = {"resnet22": 0.25, "resnet38": 0.25, "resnet54": 0.25, "mobilenetv1": 1.0, "mobilenetv2": 1.0}
+# The encoders `test_train_step` takes through a jitted train step (`tests/models/test_encoder_coverage`).
+TRAIN_STEP_ENCODERS = tuple(sorted(WIDTHS))
 
 
 def _waves(batch: int, num_samples: int, seed: int = 0) -> np.ndarray:
@@ -179,7 +181,7 @@ def test_cli_and_model_json(mobilenet_checkpoint, tmp_path):
 # ----------------------------------------------------------------------------------------------------------------
 # One jitted train step per architecture
 # ----------------------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("variant", sorted(WIDTHS))
+@pytest.mark.parametrize("variant", TRAIN_STEP_ENCODERS)
 def test_train_step(variant):
   assert encoder_config(variant).variant == variant
   config = cnn14_config(3, SR, width=WIDTHS[variant] / 2, variant=variant)

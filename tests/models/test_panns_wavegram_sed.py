@@ -133,11 +133,13 @@ def test_cnn14_8k_parity(tmp_path):
   _close("embedding", out["embedding"], theirs["embedding"])
 
 
-@pytest.mark.parametrize(
-  "variant,head",
-  [("wavegram_cnn14", "clip"), ("wavegram_logmel_cnn14", "clip"), ("cnn14", "decision_max"),
-   ("cnn14", "decision_att")],
-)  # fmt: skip
+TRAIN_STEP_CASES = [("wavegram_cnn14", "clip"), ("wavegram_logmel_cnn14", "clip"), ("cnn14", "decision_max"),
+                    ("cnn14", "decision_att")]  # fmt: skip
+# The encoders `test_jitted_train_step` takes through a jitted train step (`tests/models/test_encoder_coverage`).
+TRAIN_STEP_ENCODERS = tuple(sorted({variant for variant, _ in TRAIN_STEP_CASES}))
+
+
+@pytest.mark.parametrize("variant,head", TRAIN_STEP_CASES)
 def test_jitted_train_step(variant, head):
   """One BCE step on the clip-wise output (as PANNs trains its decision-level models): finite, params move."""
   config = cnn14_config(3, SR, 1 / 16, variant=variant, head=head)

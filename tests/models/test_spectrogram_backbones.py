@@ -32,6 +32,8 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 ATOL = 1e-4
 VARIANTS = ("resnet18", "resnet34", "resnest50")
 WIDTHS = {"resnet18": 1.0, "resnet34": 0.5, "resnest50": 0.5}  # same keys and code path; less CPU
+# The encoders `test_jitted_train_step` takes through a jitted train step (`tests/models/test_encoder_coverage`).
+TRAIN_STEP_ENCODERS = VARIANTS
 
 
 def _logmel(batch: int = 2, frames: int = 64, mels: int = 64, seed: int = 0) -> np.ndarray:
@@ -116,7 +118,7 @@ def test_first_conv_sum_is_the_gray_image_in_every_channel():
     imagenet_weights.one_channel(np.zeros((8, 4, 3, 3), np.float32))
 
 
-@pytest.mark.parametrize("variant", VARIANTS)
+@pytest.mark.parametrize("variant", TRAIN_STEP_ENCODERS)
 def test_jitted_train_step(variant):
   config = cnn14_config(3, 8000, 0.25, variant=variant)
   assert isinstance(config.encoder, type(encoder_config(variant)))
