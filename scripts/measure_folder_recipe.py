@@ -31,12 +31,15 @@ VARIANTS = {
   "clip_norm": ["--config.model.clip_norm=True"],
   "width_0.5": ["--config.model.width=0.5"],
   "cnn10": ["--config.model.encoder=cnn10"],
+  "cnn6": ["--config.model.encoder=cnn6"],  # the recipe until CNN10 won the selection corpus
   "mixup": ["--config.train.mixup_alpha=0.5"],
   "specaug_wide": ["--config.train.time_width=64", "--config.train.freq_width=16"],
   "no_specaug": ["--config.train.specaugment=False"],
   "no_class_weights": ["--config.train.class_weights=none"],
   "balanced_sampling": ["--config.train.class_weights=none", "--config.train.sampling=balanced"],
   "lowpass": ["--config.train.lowpass_p=0.5"],
+  "cnn14": ["--config.model.encoder=cnn14"],
+  "cnn10_w0.5": ["--config.model.encoder=cnn10", "--config.model.width=0.5"],
   "steps_1800": ["--config.train.steps=1800", "--config.eval.every_steps=150", "--config.checkpoint.every_steps=150"],
   # What the project recommended before: cnn10_esc50.py:cpu's settings (5 s rows, zero-padding, 600 steps,
   # no noise, no class weights), on this folder.

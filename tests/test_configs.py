@@ -35,7 +35,7 @@ def test_the_folder_cpu_recipe_is_the_measured_one():
   from configs import cnn14_folder
 
   c = config_lib.parse(cnn14_folder.get_config("cpu"))
-  assert (c.data.short_clips, c.train.noise_p, c.model.encoder, c.train.steps) == ("loop", 0.5, "cnn6", 900)
+  assert (c.data.short_clips, c.train.noise_p, c.model.encoder, c.train.steps) == ("loop", 0.5, "cnn10", 900)
 
 
 def test_an_ontology_category_makes_a_flat_pack_folder_name(tmp_path):
