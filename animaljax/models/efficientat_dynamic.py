@@ -32,6 +32,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+from jax import export as jax_export
 from jax import lax
 
 from animaljax.models.efficientat import (
@@ -88,16 +89,39 @@ class DynamicConv(nn.Module):
     x = x.astype(self.dtype)
     if not self.depthwise:
       return jnp.einsum("bhwi,boi->bhwo", x, w[..., 0, 0])
-    # Depthwise with a kernel per example: fold the batch into the channels, one group per (example, channel).
-    h, wd = x.shape[1:3]
-    folded = x.transpose(1, 2, 0, 3).reshape(1, h, wd, b * cin)
-    kernel = w.transpose(3, 4, 2, 0, 1).reshape(k, k, 1, b * cin)
-    pad = (k - 1) // 2
+    return depthwise_per_example(x, w[:, :, 0], self.stride)
+
+
+def depthwise_per_example(x: jnp.ndarray, w: jnp.ndarray, stride: int) -> jnp.ndarray:
+  """A depthwise convolution with a kernel per example, "same" padding:
+  `x (b, h, w, c), w (b, c, k, k) -> (b, ceil(h / stride), ceil(w / stride), c)`.
+
+  One grouped convolution with the batch folded into the channels (one group per example and channel), except
+  where the batch size is symbolic (`jax.export` of a bundle's forward), which a group count cannot be: there
+  the sum of the k * k taps, each a strided slice of the padded input times that tap's (example, channel)
+  weights. Same result to float rounding; the taps form is not the only one because its gradient compiles
+  ~60% slower (dymn04 on CPU) and training never needs it.
+  """
+  b, h, wd, c = x.shape
+  k = w.shape[-1]
+  pad = (k - 1) // 2
+  if not jax_export.is_symbolic_dim(b):
+    folded = x.transpose(1, 2, 0, 3).reshape(1, h, wd, b * c)
+    kernel = w.transpose(2, 3, 0, 1).reshape(k, k, 1, b * c)
     y = lax.conv_general_dilated(
-      folded, kernel, (self.stride, self.stride), ((pad, pad), (pad, pad)),
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=b * cin,
+      folded, kernel, (stride, stride), ((pad, pad), (pad, pad)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=b * c,
     )  # fmt: skip
-    return y.reshape(y.shape[1], y.shape[2], b, cin).transpose(2, 0, 1, 3)
+    return y.reshape(y.shape[1], y.shape[2], b, c).transpose(2, 0, 1, 3)
+  padded = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  rows, cols = (h - 1) // stride + 1, (wd - 1) // stride + 1
+  y = None
+  for i in range(k):
+    for j in range(k):
+      end = (b, i + stride * (rows - 1) + 1, j + stride * (cols - 1) + 1, c)
+      term = lax.slice(padded, (0, i, j, 0), end, (1, stride, stride, 1)) * w[:, None, None, :, i, j]
+      y = term if y is None else y + term
+  return y
 
 
 class DynamicReLU(nn.Module):

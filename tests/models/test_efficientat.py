@@ -148,6 +148,36 @@ def test_frontend_mel_banks_and_short_clips():
     frontend.features(np.zeros((1, 300), np.float32), cfg)
 
 
+@pytest.mark.parametrize(("kernel", "stride"), [(3, 1), (5, 2)])
+def test_dynamic_depthwise_conv_with_a_symbolic_batch(kernel, stride):
+  """dymn's per-example depthwise conv: the grouped conv (static batch) and the taps sum that `jax.export` with a
+  symbolic batch gets (a bundle's forward) both equal one plain depthwise conv per example."""
+  from jax import export
+
+  from animaljax.models.efficientat_dynamic import depthwise_per_example
+
+  rng = np.random.default_rng(0)
+  x = rng.standard_normal((3, 13, 9, 8)).astype(np.float32)
+  w = rng.standard_normal((3, 8, kernel, kernel)).astype(np.float32)
+  pad = (kernel - 1) // 2
+  want = np.concatenate([
+    jax.lax.conv_general_dilated(
+      x[i : i + 1], w[i].transpose(1, 2, 0)[:, :, None], (stride, stride), ((pad, pad), (pad, pad)),
+      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=8,
+    ) for i in range(3)
+  ])  # fmt: skip
+  grouped = depthwise_per_example(jnp.asarray(x), jnp.asarray(w), stride)
+  (b,) = export.symbolic_shape("b")
+  exported = export.export(jax.jit(lambda x, w: depthwise_per_example(x, w, stride)))(
+    jax.ShapeDtypeStruct((b, *x.shape[1:]), jnp.float32), jax.ShapeDtypeStruct((b, *w.shape[1:]), jnp.float32)
+  )
+  taps = exported.call(x, w)
+  assert want.shape == (3, -(-13 // stride), -(-9 // stride), 8)
+  np.testing.assert_allclose(np.asarray(grouped), want, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(taps), want, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(exported.call(x[:1], w[:1])), want[:1], atol=1e-5)  # any batch size
+
+
 # ----------------------------------------------------------------------------------------------------------------
 # Parity of converted models (the classifier's whole forward from the waveform)
 # ----------------------------------------------------------------------------------------------------------------
