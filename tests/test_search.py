@@ -12,6 +12,7 @@ import sys
 
 import numpy as np
 import pytest
+from search_support import tiny_models
 
 from animaljax.fewshot import linear_head
 from animaljax.inference import outputs
@@ -162,31 +163,7 @@ def test_train_from_labels_matches_windows_and_reports_validation(synthetic, mon
 @pytest.fixture(scope="module")
 def two_models(tmp_path_factory):
   """Two tiny CNN6 model dirs (16 kHz, 1 s windows): the same architecture, different weights."""
-  import jax
-  import jax.numpy as jnp
-  import soundfile as sf
-
-  from animaljax.models.classifier import cnn14_config, make_model
-  from animaljax.models.pretrained import save_converted
-
-  root = tmp_path_factory.mktemp("search-models")
-  cfg = cnn14_config(3, 16000, width=0.125, variant="cnn6", dropout=False)
-  model = make_model(cfg)
-  paths = []
-  for seed in (0, 1):
-    variables = model.init({"params": jax.random.key(seed)}, jnp.zeros((1, 16000)), train=False)
-    path = save_converted(
-      root / f"m{seed}", cfg, jax.tree.map(np.asarray, dict(variables)), labels=["a", "b", "c"]
-    )
-    meta = json.loads((path / "model.json").read_text())
-    (path / "model.json").write_text(json.dumps({**meta, "clip_seconds": 1.0, "short_clips": "pad"}))
-    paths.append(path)
-  t = np.arange(48000) / 16000
-  audio = root / "audio"
-  audio.mkdir()
-  for i, f in enumerate((440, 1500, 3000)):
-    sf.write(audio / f"tone{i}.wav", 0.3 * np.sin(2 * np.pi * f * t) * (1 + (t > 1)), 16000)
-  return {"root": root, "models": paths, "audio": audio}
+  return tiny_models(tmp_path_factory.mktemp("search-models"))
 
 
 def test_query_by_example_and_a_refused_model(two_models, tmp_path):

@@ -158,7 +158,7 @@ class _WriteShard(beam.DoFn):
       raise RuntimeError(f"split {split!r} shard {shard}: {len(records)} records, {lengths[shard]} planned")
     path = self.templates[split].sharded_filepath(shard_index=shard, num_shards=len(lengths))
     if self.example_writer.write(path, records) is not None:
-      raise NotImplementedError("record index files (a TFDS format that returns positions) are not written")
+      raise RuntimeError("record index files (a TFDS format that returns positions) are not written")
     yield split, shard
 
 
