@@ -3,7 +3,14 @@
 from animaljax.augment.mixup import mixup, sample_mixup
 from animaljax.augment.noise import mix_at_snr, random_noise_mix
 from animaljax.augment.specaugment import spec_augment
-from animaljax.augment.waveform import random_crop, random_gain, random_lowpass, random_time_shift
+from animaljax.augment.waveform import (
+  random_crop,
+  random_gain,
+  random_lowpass,
+  random_quantize,
+  random_shorten,
+  random_time_shift,
+)
 
 __all__ = [
   "mix_at_snr",
@@ -12,6 +19,8 @@ __all__ = [
   "random_gain",
   "random_lowpass",
   "random_noise_mix",
+  "random_quantize",
+  "random_shorten",
   "random_time_shift",
   "sample_mixup",
   "spec_augment",

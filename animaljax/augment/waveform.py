@@ -77,3 +77,52 @@ def random_lowpass(
   low = jnp.fft.irfft(spec * keep, n=t, axis=-1).astype(wave.dtype)
   apply = jax.random.bernoulli(k_p, p, (b,)) & (cut < sample_rate / 2)
   return jnp.where(apply[:, None], low, wave)
+
+
+def random_shorten(
+  key: jax.Array,
+  wave: jax.Array,
+  sample_rate: float,
+  seconds: tuple[float, float],
+  p: float = 1.0,
+  fill: Literal["loop", "pad"] = "loop",
+) -> jax.Array:
+  """(batch, time) -> (batch, time): with probability p per example, a random segment of L ~ U[seconds] s,
+  repeated end to end (`fill="loop"`) or zero-padded (`"pad"`) back to the row's length.
+
+  What a short clip becomes under the input rule (`data.short_clips`), made from any training row: a folder where
+  many clips are shorter than the window teaches the model that input mostly from its few short clips; this
+  gives it from every clip. Segments as long as the row leave the example as it is; p = 0 returns `wave`.
+  """
+  if fill not in ("loop", "pad"):
+    raise ValueError(f"fill must be 'loop' or 'pad', got {fill!r}")
+  b, t = wave.shape
+  k_len, k_start, k_p = jax.random.split(key, 3)
+  lo, hi = seconds
+  length = jnp.round(jax.random.uniform(k_len, (b,), jnp.float32, lo, hi) * sample_rate).astype(jnp.int32)
+  length = jnp.clip(length, 1, t)
+  start = jnp.floor(jax.random.uniform(k_start, (b,)) * (t - length + 1)).astype(jnp.int32)
+  start = jnp.minimum(start, t - length)
+  pos = jnp.arange(t, dtype=jnp.int32)[None, :]
+  if fill == "loop":
+    src = start[:, None] + pos % length[:, None]
+    out = jnp.take_along_axis(wave, src, axis=1)
+  else:
+    src = start[:, None] + jnp.minimum(pos, length[:, None] - 1)
+    out = jnp.where(pos < length[:, None], jnp.take_along_axis(wave, src, axis=1), jnp.zeros((), wave.dtype))
+  apply = jax.random.bernoulli(k_p, p, (b,)) & (length < t)
+  return jnp.where(apply[:, None], out, wave)
+
+
+def random_quantize(key: jax.Array, wave: jax.Array, bits: int = 8, p: float = 1.0) -> jax.Array:
+  """(batch, time) -> (batch, time) float: with probability p per example, rounded to `bits`-bit PCM (steps of
+  2^-(bits-1), clipped to the format's range), as a clip saved by a low-bit-depth recorder is. The rounding
+  noise is white and its level fixed, so it buries quiet clips most. p = 0 returns the (float) input exactly.
+  """
+  wave = jnp.asarray(wave)
+  if jnp.issubdtype(wave.dtype, jnp.integer):
+    wave = wave.astype(jnp.float32) / 32768.0
+  scale = float(2 ** (bits - 1))
+  quantized = (jnp.clip(jnp.round(wave * scale), -scale, scale - 1) / scale).astype(wave.dtype)
+  apply = jax.random.bernoulli(key, p, (wave.shape[0],))
+  return jnp.where(apply[:, None], quantized, wave)

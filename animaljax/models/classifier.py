@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 
 from animaljax.audio import frontend
+from animaljax.models import ensemble
 from animaljax.models.ast import Ast, AstConfig
 from animaljax.models.cnn14 import Cnn, CnnConfig
 from animaljax.models.efficientat import DYNAMIC_WIDTHS, WIDTHS, EfficientAtConfig
@@ -42,6 +43,8 @@ _PANNS_ENCODERS = {CnnConfig: Cnn, ResNetConfig: ResNet, MobileNetConfig: Mobile
 _PANNS_ENCODERS[ImageNetResNetConfig] = ImageNetResNet  # same head; its embedding is the global average pool
 # EfficientAT: the same head with its dropout 0.2 (`head_dropout`) over classifier.2's output.
 _PANNS_ENCODERS[EfficientAtConfig] = efficientat_encoder  # mn* or dymn*
+# Encoders an ensemble can hold: the classes called as `encoder(features, train=)` (`models.ensemble`).
+ENSEMBLE_ENCODERS = (CnnConfig, ResNetConfig, MobileNetConfig, ImageNetResNetConfig)
 FeatureFn = Callable[[jax.Array, jax.Array], jax.Array]
 
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -62,12 +65,23 @@ class ClassifierConfig:
   encoder: EncoderConfig
   num_classes: int
   dtype: Literal["float32", "bfloat16"] = "float32"
+  members: int = 1  # > 1: an ensemble of independently initialised encoders + heads (`models.ensemble`)
 
   def __post_init__(self):
     if self.dtype not in _DTYPES:
       raise ValueError(f"dtype must be one of {sorted(_DTYPES)}, got {self.dtype!r}")
     if self.num_classes < 1:
       raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+    if self.members < 1:
+      raise ValueError(f"members must be >= 1, got {self.members}")
+    if self.members > 1 and (
+      type(self.encoder) not in ENSEMBLE_ENCODERS or getattr(self.encoder, "head", "clip") != "clip"
+    ):
+      raise ValueError(
+        f"an ensemble (members={self.members}) needs a PANNs CNN, ResNet, MobileNet or ImageNet ResNet encoder "
+        f"with the clip-level head, not {type(self.encoder).__name__} with head "
+        f"{getattr(self.encoder, 'head', 'clip')!r}"
+      )
     bins = frontend.num_bins(self.frontend)
     if self.is_ast and bins != self.encoder.num_mel_bins:
       raise ValueError(f"front end gives {bins} bins, AST expects num_mel_bins={self.encoder.num_mel_bins}")
@@ -96,7 +110,9 @@ class Classifier(nn.Module):
 
   Call: `wave (batch, time) int16 | float -> (logits (batch, num_classes) fp32, out)` with
   `out["features"]` the front-end output `(batch, frames, bins)` fp32 (after `feature_fn`),
-  `out["embedding"]` `(batch, D)` (2048 for CNN14, 768 for AST-base) and the encoder's other outputs.
+  `out["embedding"]` `(batch, D)` (2048 for CNN14, 768 for AST-base) and the encoder's other outputs. An
+  ensemble (`config.members > 1`, `models.ensemble`) returns the members' mean logits, their concatenated
+  embeddings and `out["member_logits"]` (members, batch, classes).
 
   Args:
     train: dropout on, BatchNorm on batch statistics (apply with `mutable=["batch_stats"]` and a "dropout"
@@ -125,7 +141,12 @@ class Classifier(nn.Module):
     if train and feature_fn is not None:
       features = feature_fn(features, self.make_rng("augment"))
 
-    if type(cfg.encoder) in _PANNS_ENCODERS:
+    if cfg.members > 1:
+      logits, out = ensemble.members_forward(
+        _PANNS_ENCODERS[type(cfg.encoder)], cfg.encoder, cfg.num_classes, cfg.members, features, train=train,
+        dropout_rate=getattr(cfg.encoder, "head_dropout", 0.5), dtype=dtype,
+      )  # fmt: skip
+    elif type(cfg.encoder) in _PANNS_ENCODERS:
       encoder = _PANNS_ENCODERS[type(cfg.encoder)](cfg.encoder, dtype=dtype, name="encoder")
       if isinstance(cfg.encoder, WavegramConfig):  # the wavegram branch reads the waveform itself
         out = encoder(features, frontend.to_float(wave), train=train, mix_fn=mix_fn if train else None)
@@ -208,9 +229,10 @@ def cnn14_config(
   dtype: Literal["float32", "bfloat16"] = "float32",
   clip_norm: bool = False,
   head: str = "clip",
+  members: int = 1,
 ) -> ClassifierConfig:
   """PANNs CNN (default CNN14) on PANNs' log-mel at 32, 16 or 8 kHz (`clip_norm`: `CnnConfig.clip_norm`;
-  `head`: "clip" or a decision-level head, `models.sed`)."""
+  `head`: "clip" or a decision-level head, `models.sed`; `members` > 1: an ensemble, `models.ensemble`)."""
   presets = {
     32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k,
     8000: frontend.LogMelConfig.panns_8k,
@@ -219,14 +241,14 @@ def cnn14_config(
     if sample_rate != 32000:
       raise ValueError(f"EfficientAT's {variant} runs on its 32 kHz front end; got sample rate {sample_rate}")
     encoder = encoder_config(variant, width=width, dropout=dropout, clip_norm=clip_norm)
-    return ClassifierConfig(frontend.EfficientAtMelConfig(), encoder, num_classes, dtype)
+    return ClassifierConfig(frontend.EfficientAtMelConfig(), encoder, num_classes, dtype, members)
   if sample_rate not in presets:
     raise ValueError(f"PANNs front ends exist for sample rates {sorted(presets)}, got {sample_rate}")
   extra = {"head": head} if head != "clip" else {}  # only the CNNs and wavegrams have decision heads
   if not variant.startswith("wavegram") or clip_norm:
     extra["clip_norm"] = clip_norm
   encoder = encoder_config(variant, width=width, dropout=dropout, **extra)
-  return ClassifierConfig(presets[sample_rate](), encoder, num_classes, dtype)
+  return ClassifierConfig(presets[sample_rate](), encoder, num_classes, dtype, members)
 
 
 def ast_config(

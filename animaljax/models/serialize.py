@@ -51,19 +51,23 @@ _ADDED_FIELDS = {"encoder": {"clip_norm": False, "head": "clip"}}
 
 
 def config_to_dict(config: ClassifierConfig) -> dict:
-  """A JSON-able dict: `{"frontend": {"kind", ...fields}, "encoder": {"kind", ...}, "num_classes", "dtype"}`."""
+  """A JSON-able dict: `{"frontend": {"kind", ...fields}, "encoder": {"kind", ...}, "num_classes", "dtype"}`
+  (and `"members"` for an ensemble)."""
   fe_kind = {v: k for k, v in _FRONTENDS.items()}[type(config.frontend)]
   enc_kind = {v: k for k, v in _ENCODERS.items()}[type(config.encoder)]
   encoder = {"kind": enc_kind, **dataclasses.asdict(config.encoder)}
   for key, old in _ADDED_FIELDS["encoder"].items():
     if key in encoder and encoder[key] == old:
       del encoder[key]
-  return {
+  record = {
     "frontend": {"kind": fe_kind, **dataclasses.asdict(config.frontend)},
     "encoder": encoder,
     "num_classes": config.num_classes,
     "dtype": config.dtype,
   }
+  if config.members > 1:  # added later: a single model's record (and fingerprint) stays as it was
+    record["members"] = config.members
+  return record
 
 
 def config_from_dict(d: dict) -> ClassifierConfig:
@@ -73,7 +77,9 @@ def config_from_dict(d: dict) -> ClassifierConfig:
   fe_cls, enc_cls = _FRONTENDS.get(fe.pop("kind")), _ENCODERS.get(enc.pop("kind"))
   if fe_cls is None or enc_cls is None:
     raise ValueError(f"unknown front end or encoder kind in {d}")
-  return ClassifierConfig(fe_cls(**fe), enc_cls(**enc), int(d["num_classes"]), d.get("dtype", "float32"))
+  return ClassifierConfig(
+    fe_cls(**fe), enc_cls(**enc), int(d["num_classes"]), d.get("dtype", "float32"), int(d.get("members", 1))
+  )
 
 
 # ----------------------------------------------------------------------------------------------------------------

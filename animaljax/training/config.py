@@ -88,6 +88,10 @@ class ModelConfig:
   # PANNs CNNs / wavegrams: clip | decision_max | decision_att (framewise output, `models.sed`; the loss reads
   # the clip-wise output, as PANNs trains them)
   head: str = "clip"
+  # > 1: an ensemble of this many encoders + heads, initialised apart and trained side by side in one step
+  # (`models.ensemble`); evaluation, export and prediction use their mean logits. CNN/ResNet/MobileNet encoders
+  # with the clip head, supervised trainer only. N times the compute.
+  members: int = 1
   # Where the weights start: a converted PANNs/AST dir (`python -m animaljax.convert`), a training workdir
   # (its best state) or a SimCLR run's `encoder/`; every trainer takes the same three. "" = random init.
   init_from: str = ""
@@ -128,6 +132,15 @@ class TrainConfig:
   # a lower rate does. Cutoffs at or above the model's Nyquist do nothing. 0 = off; never in evaluation.
   lowpass_p: float = 0.0
   lowpass_hz: tuple[float, ...] = (4000.0, 5512.5, 8000.0)
+  # Short clips from every clip: each training example becomes, with probability `shorten_p`, a random segment
+  # of `shorten_seconds` (low, high) looped or zero-padded back to the row by `data.short_clips`, the input a
+  # short clip gets (before the noise mixing). 0 = off; never in evaluation.
+  shorten_p: float = 0.0
+  shorten_seconds: tuple[float, ...] = (0.25, 2.0)
+  # Low bit depth: each training example is rounded to `quantize_bits`-bit PCM with probability `quantize_p`
+  # (last, after noise and band-limiting), as a clip from a cheap recorder is. 0 = off; never in evaluation.
+  quantize_p: float = 0.0
+  quantize_bits: int = 8
   # Exponential moving average of the parameters (`ema = d * ema + (1 - d) * params` after every update);
   # evaluation, the best state and so every export and prediction use the average. 0 = off.
   ema_decay: float = 0.0
@@ -292,16 +305,23 @@ def validate(c: RunConfig) -> None:
     raise ValueError(
       f"unknown eval.metric {c.eval.metric!r} for trainer {c.trainer}; valid: {', '.join(metrics)}"
     )
-  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db"):
+  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db", "train.shorten_seconds"):
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
+  if c.train.shorten_seconds[0] <= 0:
+    raise ValueError(f"train.shorten_seconds must be > 0 s, got {c.train.shorten_seconds!r}")
   cutoffs = c.train.lowpass_hz
   if not cutoffs or not all(math.isfinite(f) and f > 0 for f in cutoffs):
     raise ValueError(f"train.lowpass_hz must be one or more frequencies > 0 Hz, got {cutoffs!r}")
   if c.model.encoder == "ast" and c.model.clip_norm:
     raise ValueError(
       "model.clip_norm applies to the CNN encoders; AST normalises its fbank with fixed statistics"
+    )
+  if c.model.members > 1 and (c.trainer != "supervised" or c.model.encoder == "ast"):
+    raise ValueError(
+      f"model.members={c.model.members} (an ensemble) needs the supervised trainer and a CNN encoder, not "
+      f"trainer {c.trainer!r} with encoder {c.model.encoder!r}"
     )
   if c.train.ema_decay and c.trainer != "supervised":
     raise ValueError(f"train.ema_decay applies to the supervised trainer, not {c.trainer!r}")
@@ -345,7 +365,7 @@ def resolve(config: Any, workdir: str | pathlib.Path) -> RunConfig:
     changes.update(train_split="+".join(f"fold{k}" for k in folds), eval_split=f"fold{d.cv_fold}")
   data = dataclasses.replace(d, **changes)
   probe = c.probe
-  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db"):
+  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db", "train.shorten_seconds"):
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
@@ -373,5 +393,5 @@ def model_config(c: RunConfig, num_classes: int, clip_seconds: float | None = No
     return ast_config(num_classes, m.size, seconds, depth=m.depth or None, dtype=m.dtype, remat=m.remat)
   return cnn14_config(
     num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype,
-    clip_norm=m.clip_norm, head=m.head,
+    clip_norm=m.clip_norm, head=m.head, members=m.members,
   )  # fmt: skip

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import pathlib
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -139,15 +140,28 @@ def start_from(c: RunConfig, params: dict, batch_stats: dict) -> tuple[dict, dic
 
   Every trainer's model keeps the classifier's `encoder` (and `head`) at the top of its parameters, so one
   merge serves them all; leaves the source does not have (a new head, SimCLR's projection) keep their values.
+  An ensemble (`model.members > 1`) from a single model gets its weights in every member (the heads stay apart
+  unless kept); from an ensemble of as many members, each member's own.
   """
   from animaljax.models.pretrained import load_converted
+
+  def each_member(tree: dict, init: dict) -> dict:
+    """An ensemble from a single model: its weights in every member (leaves one member axis short of `init`'s)."""
+    if c.model.members == 1:
+      return tree
+    shapes = {k: v.shape for k, v in flax.traverse_util.flatten_dict(init, sep="/").items()}
+    flat = flax.traverse_util.flatten_dict(tree, sep="/")
+    for k, v in flat.items():
+      if k in shapes and tuple(np.shape(v)) == shapes[k][1:]:
+        flat[k] = np.broadcast_to(v, shapes[k])
+    return flax.traverse_util.unflatten_dict(flat, sep="/")
 
   where = pathlib.Path(c.model.init_from)
   if run_dir.is_run(where):
     enc_params, enc_stats, path = run_dir.read_encoder(where)
-    params = merge_pretrained(params, {"encoder": enc_params}, path)
+    params = merge_pretrained(params, each_member({"encoder": enc_params}, params), path)
     if batch_stats and enc_stats:
-      batch_stats = merge_pretrained(batch_stats, {"encoder": enc_stats}, path)
+      batch_stats = merge_pretrained(batch_stats, each_member({"encoder": enc_stats}, batch_stats), path)
     return params, batch_stats
   if not (where / "model.json").is_file():
     raise FileNotFoundError(
@@ -155,9 +169,10 @@ def start_from(c: RunConfig, params: dict, batch_stats: dict) -> tuple[dict, dic
       "a training workdir (config.json and checkpoints)"
     )
   _, variables = load_converted(where, keep_head=c.model.keep_head)
-  params = merge_pretrained(params, variables["params"], str(where))
+  params = merge_pretrained(params, each_member(variables["params"], params), str(where))
   if batch_stats:
-    batch_stats = merge_pretrained(batch_stats, variables.get("batch_stats", {}), str(where))
+    loaded = each_member(variables.get("batch_stats", {}), batch_stats)
+    batch_stats = merge_pretrained(batch_stats, loaded, str(where))
   return params, batch_stats
 
 

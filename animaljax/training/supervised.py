@@ -20,7 +20,14 @@ import numpy as np
 import optax
 
 from animaljax import losses, metrics
-from animaljax.augment import mixup, random_lowpass, random_noise_mix, sample_mixup
+from animaljax.augment import (
+  mixup,
+  random_lowpass,
+  random_noise_mix,
+  random_quantize,
+  random_shorten,
+  sample_mixup,
+)
 from animaljax.data import atomic
 from animaljax.data.loader import PackedDataset, make_loader
 from animaljax.metrics import plots
@@ -59,18 +66,28 @@ def train_inputs(
   noise_bank: jax.Array | None,
   t: config_lib.TrainConfig,
   sample_rate: float,
+  short_clips: str = "loop",
 ):
-  """The waveforms the training step feeds the model: `audio` (batch, time) with background noise mixed in.
+  """The waveforms the training step feeds the model: `audio` (batch, time) as the recipe degrades it.
 
-  With a noise bank and `t.noise_p > 0`, each row gets a random noise clip with probability `t.noise_p` at an
-  SNR uniform in `t.noise_snr_db` (exact, `augment.mix_at_snr`); then, with `t.lowpass_p > 0`, rows are
-  band-limited (`augment.random_lowpass`) at a cutoff of `t.lowpass_hz`; otherwise `audio` as it is. Evaluation
-  never calls this: scores are always on the clean clips.
+  In order, each only when its probability is > 0: with `t.shorten_p`, rows become random segments of
+  `t.shorten_seconds` looped or padded back by `short_clips` (`augment.random_shorten`, the input rule's short
+  clip); with a noise bank and `t.noise_p`, a random noise clip at an SNR uniform in `t.noise_snr_db` (exact,
+  `augment.mix_at_snr`); with `t.lowpass_p`, band-limiting at a cutoff of `t.lowpass_hz`
+  (`augment.random_lowpass`); with `t.quantize_p`, rounding to `t.quantize_bits`-bit PCM
+  (`augment.random_quantize`). With all off, `audio` as it is. Evaluation never calls this: scores are always
+  on the clean clips.
   """
+  if t.shorten_p > 0:
+    audio = random_shorten(
+      jax.random.fold_in(key, 2), audio, sample_rate, tuple(t.shorten_seconds), t.shorten_p, short_clips
+    )
   if noise_bank is not None and t.noise_p > 0:
     audio = random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p)
   if t.lowpass_p > 0:
     audio = random_lowpass(jax.random.fold_in(key, 1), audio, sample_rate, tuple(t.lowpass_hz), p=t.lowpass_p)
+  if t.quantize_p > 0:
+    audio = random_quantize(jax.random.fold_in(key, 3), audio, t.quantize_bits, p=t.quantize_p)
   return audio
 
 
@@ -162,10 +179,12 @@ def make_steps(
     mix_fn = (lambda x: mixup(x, lam, perm)) if t.mixup_alpha > 0 else None
 
     # A key of its own (not a fourth split of `rng`), so runs without noise keep their exact random streams.
-    audio = train_inputs(jax.random.fold_in(rng, 1), batch["audio"], noise_bank, t, c.data.sample_rate)
+    audio = train_inputs(
+      jax.random.fold_in(rng, 1), batch["audio"], noise_bank, t, c.data.sample_rate, c.data.short_clips
+    )
 
     def loss_fn(params):
-      (logits, _), updates = model.apply(
+      (logits, out), updates = model.apply(
         {"params": params, "batch_stats": state.batch_stats},
         audio,
         train=True,
@@ -174,7 +193,11 @@ def make_steps(
         rngs={"dropout": k_drop, "augment": k_aug},
         mutable=["batch_stats"],
       )
-      loss = losses.masked_mean(loss_of(logits, targets), mask * example_w)
+      if "member_logits" in out:  # an ensemble: each member's own loss, averaged (members learn apart)
+        per_example = jax.vmap(lambda member: loss_of(member, targets))(out["member_logits"]).mean(0)
+      else:
+        per_example = loss_of(logits, targets)
+      loss = losses.masked_mean(per_example, mask * example_w)
       return loss, (logits, updates.get("batch_stats", state.batch_stats))
 
     (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

@@ -57,6 +57,16 @@ CASES = {
     lambda k, x: augment.random_time_shift(k, x, 0, mode="zero"),
     _wave,
   ),
+  "shorten": (
+    lambda k, x: augment.random_shorten(k, x, 1000.0, (0.1, 1.0)),
+    lambda k, x: augment.random_shorten(k, x, 1000.0, (0.1, 1.0), p=0.0),
+    _wave,
+  ),
+  "quantize": (
+    lambda k, x: augment.random_quantize(k, x, bits=8),
+    lambda k, x: augment.random_quantize(k, x, bits=8, p=0.0),
+    _wave,
+  ),
   "noise_mix": (
     lambda k, x: augment.random_noise_mix(k, x, _wave(3, 700, seed=5), (0.0, 10.0)),
     lambda k, x: augment.random_noise_mix(k, x, _wave(3, 700, seed=5), (0.0, 10.0), p=0.0),
@@ -263,3 +273,64 @@ def test_random_crop() -> None:
   np.testing.assert_array_equal(np.asarray(augment.random_crop(KEY, x, t)), np.asarray(x))
   with pytest.raises(ValueError):
     augment.random_crop(KEY, x, t + 1)
+
+
+# ----------------------------------------------------------------------------------------------------------------
+# Short segments and low bit depth (issue 15's messy folders)
+# ----------------------------------------------------------------------------------------------------------------
+def _segment_of(row: np.ndarray, wave: np.ndarray, fill: str) -> tuple[int, int] | None:
+  """(start, length) of the segment of `wave` that `row` is, looped or padded to its length; None if none is."""
+  t = len(wave)
+  for length in range(1, t):
+    for start in range(t - length + 1):
+      seg = wave[start : start + length]
+      if fill == "loop":
+        want = np.resize(seg, t)
+      else:
+        want = np.concatenate([seg, np.zeros(t - length, wave.dtype)])
+      if np.array_equal(row, want):
+        return start, length
+  return None
+
+
+@pytest.mark.parametrize("fill", ["loop", "pad"])
+def test_random_shorten_makes_a_short_clip_of_a_random_segment(fill: str) -> None:
+  """Each changed row is exactly one segment of its input of a length in the range, looped or zero-padded as the
+  input rule fills a short clip; p is honoured and the other rows are untouched."""
+  sr, t = 100.0, 120  # 1.2 s rows at 100 Hz keep the exhaustive segment search small
+  x = np.asarray(_wave(400, t, seed=3))
+  fn = jax.jit(lambda k, w: augment.random_shorten(k, w, sr, (0.2, 0.8), p=0.5, fill=fill))
+  out = np.asarray(fn(KEY, jnp.asarray(x)))
+  changed = np.abs(out - x).max(1) > 0
+  assert abs(changed.mean() - 0.5) < 4 * np.sqrt(0.25 / 400)
+  np.testing.assert_array_equal(out[~changed], x[~changed])
+  found = [_segment_of(out[i], x[i], fill) for i in np.flatnonzero(changed)[:40]]
+  assert all(f is not None for f in found)
+  lengths = np.array([length for _, length in found])
+  starts = np.array([start for start, _ in found])
+  assert lengths.min() >= 20 and lengths.max() <= 80 and lengths.std() > 8  # 0.2-0.8 s, spread over the range
+  assert starts.max() > 30  # segments from anywhere in the row, not only its start
+
+
+def test_random_shorten_leaves_rows_no_longer_than_the_range_and_rejects_bad_fill() -> None:
+  x = _wave(8, 100)
+  np.testing.assert_array_equal(np.asarray(augment.random_shorten(KEY, x, 100.0, (1.0, 2.0))), np.asarray(x))
+  with pytest.raises(ValueError, match="fill"):
+    augment.random_shorten(KEY, x, 100.0, (0.1, 0.5), fill="tile")
+
+
+def test_random_quantize_rounds_to_the_bit_depth_with_probability_p() -> None:
+  x = np.asarray(_wave(2000, 300, seed=4)) * 3  # some samples beyond full scale: clipped as PCM is
+  out = np.asarray(jax.jit(lambda k, w: augment.random_quantize(k, w, bits=8, p=0.3))(KEY, jnp.asarray(x)))
+  changed = np.abs(out - x).max(1) > 0
+  assert abs(changed.mean() - 0.3) < 4 * np.sqrt(0.3 * 0.7 / 2000)
+  np.testing.assert_array_equal(out[~changed], x[~changed])
+  q = out[changed] * 128
+  np.testing.assert_array_equal(q, np.round(q))  # on the 8-bit grid
+  assert q.min() >= -128 and q.max() <= 127
+  inside = np.abs(x[changed]) < 0.99
+  assert np.abs(out[changed] - x[changed])[inside].max() <= 0.5 / 128 + 1e-7  # rounding, not truncation
+  pcm = (np.asarray(_wave(4, 300, seed=5)) * 32768).astype(np.int16)
+  np.testing.assert_array_equal(
+    np.asarray(augment.random_quantize(KEY, jnp.asarray(pcm), bits=16)), pcm.astype(np.float32) / 32768
+  )

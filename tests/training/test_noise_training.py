@@ -151,3 +151,27 @@ def test_lowpass_cutoffs_are_validated():
   c.train.lowpass_hz = (4000.0, -1.0)
   with pytest.raises(ValueError, match="train.lowpass_hz"):
     config_lib.parse(c)
+
+
+def test_train_inputs_apply_shortening_before_the_noise_and_quantization_last():
+  """`train.shorten_p` and `train.quantize_p` inside the jitted supervised input: every row shortened (looped, by
+  the input rule) then noise at an exact SNR then 8-bit rounding; with both at 0 the input is returned as is."""
+  audio, bank = signals(64, 1600, seed=6)
+  t = train_section(shorten_p=1.0, shorten_seconds=(0.02, 0.05), quantize_p=1.0, noise_p=0.0)
+  out = np.asarray(
+    jax.jit(lambda k, a: train_inputs(k, a, bank, t, 16000, "loop"))(jax.random.PRNGKey(1), audio)
+  )
+  np.testing.assert_array_equal(out * 128, np.round(out * 128))
+  clean = np.asarray(audio, np.float64) / 32768
+  quantized = np.round(clean * 128) / 128
+  from_start = 0
+  # A loop of 0.02-0.05 s (320-800 samples): each row repeats with that period.
+  for row, src in zip(out, quantized, strict=True):
+    period = next(p for p in range(320, 801) if np.abs(row[p:] - row[:-p]).max() == 0)
+    segment = np.lib.stride_tricks.sliding_window_view(src, period)
+    assert (np.abs(segment - row[:period]).max(1) == 0).any()  # one segment of the (rounded) row
+    from_start += np.array_equal(row[:period], src[:period])
+  assert from_start < 8  # segments start anywhere, not at the row's start
+  padded = np.asarray(train_inputs(jax.random.PRNGKey(1), audio, None, t, 16000, "pad"))
+  assert (padded[:, 800:] == 0).all() and (np.abs(padded[:, :320]).max(1) > 0).all()
+  assert train_inputs(jax.random.PRNGKey(1), audio, None, train_section(), 16000) is audio
