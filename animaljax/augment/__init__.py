@@ -9,6 +9,7 @@ from animaljax.augment.waveform import (
   random_lowpass,
   random_quantize,
   random_shorten,
+  random_speed,
   random_time_shift,
 )
 
@@ -21,6 +22,7 @@ __all__ = [
   "random_noise_mix",
   "random_quantize",
   "random_shorten",
+  "random_speed",
   "random_time_shift",
   "sample_mixup",
   "spec_augment",

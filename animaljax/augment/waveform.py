@@ -126,3 +126,28 @@ def random_quantize(key: jax.Array, wave: jax.Array, bits: int = 8, p: float = 1
   quantized = (jnp.clip(jnp.round(wave * scale), -scale, scale - 1) / scale).astype(wave.dtype)
   apply = jax.random.bernoulli(key, p, (wave.shape[0],))
   return jnp.where(apply[:, None], quantized, wave)
+
+
+def random_speed(key: jax.Array, wave: jax.Array, factors: tuple[float, float], p: float = 1.0) -> jax.Array:
+  """(batch, time) -> (batch, time) float: with probability p per example, played faster or slower by a factor
+  r drawn log-uniformly from `factors` (pitch and tempo move together, as a resampled recording's do):
+  `out[i] = in[i * r]`, linearly interpolated, reading on from the row's start once it runs out (a row is a
+  loop or a crop of its clip). Speed perturbation: the same call from a larger or smaller animal, or a
+  recorder's clock. r = 1 and p = 0 return the (float) input exactly.
+  """
+  wave = jnp.asarray(wave)
+  if jnp.issubdtype(wave.dtype, jnp.integer):
+    wave = wave.astype(jnp.float32) / 32768.0
+  b, t = wave.shape
+  k_r, k_p = jax.random.split(key)
+  lo, hi = jnp.log(jnp.float32(factors[0])), jnp.log(jnp.float32(factors[1]))
+  rate = jnp.exp(jax.random.uniform(k_r, (b,), jnp.float32, lo, hi))
+  pos = jnp.arange(t, dtype=jnp.float32)[None, :] * rate[:, None]
+  left = jnp.floor(pos)
+  frac = (pos - left).astype(wave.dtype)
+  left = left.astype(jnp.int32) % t
+  a = jnp.take_along_axis(wave, left, axis=1)
+  c = jnp.take_along_axis(wave, (left + 1) % t, axis=1)
+  out = a + frac * (c - a)
+  apply = jax.random.bernoulli(k_p, p, (b,))
+  return jnp.where(apply[:, None], out, wave)

@@ -137,6 +137,10 @@ class TrainConfig:
   # short clip gets (before the noise mixing). 0 = off; never in evaluation.
   shorten_p: float = 0.0
   shorten_seconds: tuple[float, ...] = (0.25, 2.0)
+  # Speed perturbation: each training example is played faster or slower by a factor drawn log-uniformly from
+  # `speed_range` with probability `speed_p` (pitch and tempo together; first of all). 0 = off; never in evaluation.
+  speed_p: float = 0.0
+  speed_range: tuple[float, ...] = (0.85, 1.18)
   # Low bit depth: each training example is rounded to `quantize_bits`-bit PCM with probability `quantize_p`
   # (last, after noise and band-limiting), as a clip from a cheap recorder is. 0 = off; never in evaluation.
   quantize_p: float = 0.0
@@ -305,10 +309,18 @@ def validate(c: RunConfig) -> None:
     raise ValueError(
       f"unknown eval.metric {c.eval.metric!r} for trainer {c.trainer}; valid: {', '.join(metrics)}"
     )
-  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db", "train.shorten_seconds"):
+  for key in (
+    "train.noise_snr_db",
+    "simclr.noise_snr_db",
+    "simclr.gain_db",
+    "train.shorten_seconds",
+    "train.speed_range",
+  ):
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
+  if c.train.speed_range[0] <= 0:
+    raise ValueError(f"train.speed_range must be factors > 0, got {c.train.speed_range!r}")
   if c.train.shorten_seconds[0] <= 0:
     raise ValueError(f"train.shorten_seconds must be > 0 s, got {c.train.shorten_seconds!r}")
   cutoffs = c.train.lowpass_hz
@@ -365,7 +377,13 @@ def resolve(config: Any, workdir: str | pathlib.Path) -> RunConfig:
     changes.update(train_split="+".join(f"fold{k}" for k in folds), eval_split=f"fold{d.cv_fold}")
   data = dataclasses.replace(d, **changes)
   probe = c.probe
-  for key in ("train.noise_snr_db", "simclr.noise_snr_db", "simclr.gain_db", "train.shorten_seconds"):
+  for key in (
+    "train.noise_snr_db",
+    "simclr.noise_snr_db",
+    "simclr.gain_db",
+    "train.shorten_seconds",
+    "train.speed_range",
+  ):
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")

@@ -39,6 +39,7 @@ RULES: dict[str, tuple[typing.Callable[[float], bool], str]] = {
   "train.max_noise_clips": (lambda v: v >= 1, "an integer >= 1"),
   "train.lowpass_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
   "train.shorten_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
+  "train.speed_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
   "train.quantize_p": (lambda v: 0 <= v <= 1, "in [0, 1] (0 = off)"),
   "train.quantize_bits": (lambda v: 2 <= v <= 24, "an integer in [2, 24]"),
   "train.ema_decay": (lambda v: 0 <= v < 1, "in [0, 1) (0 = off)"),

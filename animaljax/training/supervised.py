@@ -26,6 +26,7 @@ from animaljax.augment import (
   random_noise_mix,
   random_quantize,
   random_shorten,
+  random_speed,
   sample_mixup,
 )
 from animaljax.data import atomic
@@ -70,7 +71,8 @@ def train_inputs(
 ):
   """The waveforms the training step feeds the model: `audio` (batch, time) as the recipe degrades it.
 
-  In order, each only when its probability is > 0: with `t.shorten_p`, rows become random segments of
+  In order, each only when its probability is > 0: with `t.speed_p`, played faster or slower by a factor of
+  `t.speed_range` (`augment.random_speed`); with `t.shorten_p`, rows become random segments of
   `t.shorten_seconds` looped or padded back by `short_clips` (`augment.random_shorten`, the input rule's short
   clip); with a noise bank and `t.noise_p`, a random noise clip at an SNR uniform in `t.noise_snr_db` (exact,
   `augment.mix_at_snr`); with `t.lowpass_p`, band-limiting at a cutoff of `t.lowpass_hz`
@@ -78,6 +80,8 @@ def train_inputs(
   (`augment.random_quantize`). With all off, `audio` as it is. Evaluation never calls this: scores are always
   on the clean clips.
   """
+  if t.speed_p > 0:
+    audio = random_speed(jax.random.fold_in(key, 4), audio, tuple(t.speed_range), t.speed_p)
   if t.shorten_p > 0:
     audio = random_shorten(
       jax.random.fold_in(key, 2), audio, sample_rate, tuple(t.shorten_seconds), t.shorten_p, short_clips

@@ -62,6 +62,11 @@ CASES = {
     lambda k, x: augment.random_shorten(k, x, 1000.0, (0.1, 1.0), p=0.0),
     _wave,
   ),
+  "speed": (
+    lambda k, x: augment.random_speed(k, x, (0.8, 1.25)),
+    lambda k, x: augment.random_speed(k, x, (1.0, 1.0)),
+    _wave,
+  ),
   "quantize": (
     lambda k, x: augment.random_quantize(k, x, bits=8),
     lambda k, x: augment.random_quantize(k, x, bits=8, p=0.0),
@@ -334,3 +339,21 @@ def test_random_quantize_rounds_to_the_bit_depth_with_probability_p() -> None:
   np.testing.assert_array_equal(
     np.asarray(augment.random_quantize(KEY, jnp.asarray(pcm), bits=16)), pcm.astype(np.float32) / 32768
   )
+
+
+def test_random_speed_resamples_a_tone_by_the_drawn_factor_with_probability_p() -> None:
+  """A 200 Hz tone played at factor r comes out at 200 r Hz (its FFT peak), r within the range and spread over
+  it; p is honoured and the other rows are untouched."""
+  sr, t = 8000, 4000
+  tone = np.sin(2 * np.pi * 200 * np.arange(t) / sr).astype(np.float32)
+  x = np.tile(tone, (600, 1))
+  out = np.asarray(jax.jit(lambda k, w: augment.random_speed(k, w, (0.8, 1.25), p=0.5))(KEY, jnp.asarray(x)))
+  changed = np.abs(out - x).max(1) > 1e-6
+  assert abs(changed.mean() - 0.5) < 4 * np.sqrt(0.25 / 600)
+  np.testing.assert_array_equal(out[~changed], x[~changed])
+  head = out[changed][:, : int(t / 1.25)]  # before any row runs out of input
+  spectrum = np.abs(np.fft.rfft(head * np.hanning(head.shape[1]), n=8 * head.shape[1], axis=1))
+  peak_hz = np.argmax(spectrum, axis=1) * sr / (8 * head.shape[1])
+  factor = peak_hz / 200
+  assert factor.min() > 0.8 - 0.01 and factor.max() < 1.25 + 0.01
+  assert factor.min() < 0.85 and factor.max() > 1.18  # the whole range is drawn
