@@ -25,7 +25,7 @@ _AXES = {"params": 0, "batch_stats": 0}
 
 
 @functools.cache
-def _scanned(cls: type[nn.Module], broadcast_input: bool) -> type[nn.Module]:
+def as_scan_step(cls: type[nn.Module], broadcast_input: bool) -> type[nn.Module]:
   """`cls` with the `nn.scan` signature `(carry, x[, train]) -> (carry, out)` and no extra level of names."""
 
   if broadcast_input:
@@ -66,13 +66,13 @@ def members_forward(
     nn.scan, variable_axes=_AXES, length=members, unroll=members,
   )  # fmt: skip
   encoder = lift(
-    _scanned(encoder_cls, True), split_rngs={"params": True, "dropout": True},
+    as_scan_step(encoder_cls, True), split_rngs={"params": True, "dropout": True},
     in_axes=(nn.broadcast, nn.broadcast),
   )  # fmt: skip
   _, out = encoder(encoder_config, dtype=dtype, name="encoder")(None, features, train)
   embedding = out["embedding"]  # (members, batch, D)
   drop = nn.Dropout(dropout_rate, deterministic=not (train and encoder_config.dropout))
-  head = lift(_scanned(nn.Dense, False), split_rngs={"params": True}, in_axes=0)
+  head = lift(as_scan_step(nn.Dense, False), split_rngs={"params": True}, in_axes=0)
   _, member_logits = head(num_classes, dtype=dtype, param_dtype=jnp.float32, name="head")(
     None, drop(embedding)
   )
