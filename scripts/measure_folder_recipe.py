@@ -46,6 +46,7 @@ VARIANTS = {
   "shorten_quantize": ["--config.train.shorten_p=0.5", "--config.train.quantize_p=0.2"],
   "speed": ["--config.train.speed_p=0.5"],  # speed perturbation, factors 0.85-1.18
   "ensemble3": ["--config.model.members=3"],  # three members side by side, mean logits (models.ensemble)
+  "speed_ensemble3": ["--config.train.speed_p=0.5", "--config.model.members=3"],
   "window_1s": ["--config.data.clip_seconds=1.0"],  # half the window: short clips less looped, more crops
   "steps_1800": ["--config.train.steps=1800", "--config.eval.every_steps=150", "--config.checkpoint.every_steps=150"],
   # What the project recommended before: cnn10_esc50.py:cpu's settings (5 s rows, zero-padding, 600 steps,
