@@ -48,6 +48,7 @@ VARIANTS = {
   "ensemble3": ["--config.model.members=3"],  # three members side by side, mean logits (models.ensemble)
   "speed_ensemble3": ["--config.train.speed_p=0.5", "--config.model.members=3"],
   "window_1s": ["--config.data.clip_seconds=1.0"],  # half the window: short clips less looped, more crops
+  "window_3s": ["--config.data.clip_seconds=3.0"],
   "steps_1800": ["--config.train.steps=1800", "--config.eval.every_steps=150", "--config.checkpoint.every_steps=150"],
   # What the project recommended before: cnn10_esc50.py:cpu's settings (5 s rows, zero-padding, 600 steps,
   # no noise, no class weights), on this folder.
