@@ -11,7 +11,7 @@ random native rate among 8, 11.025, 16 and 22.05 kHz, scaled by a random gain of
 recording's clips together. Seeded: the same seed gives the same corpus. `--clean` writes the same layout with
 the clips as they are (whole 5 s, 44.1 kHz, 16-bit): the clean reference the recipe must not lose on.
 `--select` writes the corpus a recipe is chosen on, which never contains fold 5: `Training/` is folds 1-3 and
-`Test/` fold 4 (the same degraded clips as the full corpus, same seed), so a lever is judged on 80 held-out clips
+`Test/` fold 4 (`--test-fold K`: fold K of 1-4 tests, the other three train, for a 4-fold selection) (the same degraded clips as the full corpus, same seed), so a lever is judged on 80 held-out clips
 and fold 5 stays for the one final score.
 """
 
@@ -34,14 +34,14 @@ def build(
   seed: int,
   clean: bool = False,
   select: bool = False,
+  test_fold: int = 4,
 ) -> dict:
   import librosa
 
   rng = np.random.default_rng(seed)
   counts = {"Training": 0, "Test": 0, "Noise": 0}
   for row in csv.DictReader(open(esc50 / "meta" / "esc50.csv")):
-    test_fold = "4" if select else "5"
-    split = "Test" if row["fold"] == test_fold else "Training"
+    split = "Test" if row["fold"] == (str(test_fold) if select else "5") else "Training"
     wave, sr = librosa.load(esc50 / "audio" / row["filename"], sr=None)
     if clean:
       folder = out / split / row["category"]
@@ -79,10 +79,26 @@ def main() -> None:
   p.add_argument("--seed", type=int, default=0)
   p.add_argument("--clean", action="store_true", help="no degradation: the clips as they are, same layout")
   p.add_argument("--select", action="store_true", help="the selection corpus: train folds 1-3, test fold 4")
+  p.add_argument(
+    "--test-fold", type=int, default=4, choices=(1, 2, 3, 4),
+    help="--select: the fold of 1-4 that is Test/ (the other three train): four corpora give 4x the test clips",
+  )  # fmt: skip
   args = p.parse_args()
   if args.out.exists() and any(args.out.iterdir()):
     raise SystemExit(f"error: {args.out} is not empty; give a new folder")
-  print(build(args.esc50, args.wind, args.out, args.seed, clean=args.clean, select=args.select))
+  if args.test_fold != 4 and not args.select:
+    p.error("--test-fold applies to --select (fold 5 is the full corpus's test fold)")
+  print(
+    build(
+      args.esc50,
+      args.wind,
+      args.out,
+      args.seed,
+      clean=args.clean,
+      select=args.select,
+      test_fold=args.test_fold,
+    )
+  )
 
 
 if __name__ == "__main__":
