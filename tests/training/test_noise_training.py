@@ -175,3 +175,13 @@ def test_train_inputs_apply_shortening_before_the_noise_and_quantization_last():
   padded = np.asarray(train_inputs(jax.random.PRNGKey(1), audio, None, t, 16000, "pad"))
   assert (padded[:, 800:] == 0).all() and (np.abs(padded[:, :320]).max(1) > 0).all()
   assert train_inputs(jax.random.PRNGKey(1), audio, None, train_section(), 16000) is audio
+
+
+def test_train_inputs_apply_speed_perturbation_first():
+  """`train.speed_p` inside the jitted supervised input: at a factor of exactly 2 every row is its samples 0, 2,
+  4, ... (reading on from its start once it runs out)."""
+  audio, _ = signals(4, 1600, seed=7)
+  t = train_section(speed_p=1.0, speed_range=(2.0, 2.0))
+  out = np.asarray(jax.jit(lambda k, a: train_inputs(k, a, None, t, 16000))(jax.random.PRNGKey(0), audio))
+  clean = np.asarray(audio, np.float32) / 32768
+  np.testing.assert_allclose(out, clean[:, (2 * np.arange(1600)) % 1600], atol=1e-7)
