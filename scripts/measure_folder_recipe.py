@@ -44,8 +44,8 @@ VARIANTS = {
   "shorten": ["--config.train.shorten_p=0.5"],
   "quantize": ["--config.train.quantize_p=0.2"],
   "shorten_quantize": ["--config.train.shorten_p=0.5", "--config.train.quantize_p=0.2"],
-  "speed": ["--config.train.speed_p=0.5"],  # speed perturbation, factors 0.85-1.18 (in the recipe since)
-  "no_speed": ["--config.train.speed_p=0.0"],  # the recipe before speed perturbation joined it
+  "speed": ["--config.train.speed_p=0.5"],  # speed perturbation, factors 0.85-1.18
+  "no_speed": ["--config.train.speed_p=0.0"],  # the recipe (speed_p=0 there): its name while speed was in it
   "ensemble3": ["--config.model.members=3"],  # three members side by side, mean logits (models.ensemble)
   "speed_ensemble3": ["--config.train.speed_p=0.5", "--config.model.members=3"],
   "window_1s": ["--config.data.clip_seconds=1.0"],  # half the window: short clips less looped, more crops

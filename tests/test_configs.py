@@ -36,7 +36,7 @@ def test_the_folder_cpu_recipe_is_the_measured_one():
 
   c = config_lib.parse(cnn14_folder.get_config("cpu"))
   assert (c.data.short_clips, c.train.noise_p, c.model.encoder, c.train.steps) == ("loop", 0.5, "cnn10", 900)
-  assert (c.train.speed_p, tuple(c.train.speed_range)) == (0.5, (0.85, 1.18))
+  assert c.train.speed_p == 0.0  # measured and left out (BENCHMARKS.md)
 
 
 def test_an_ontology_category_makes_a_flat_pack_folder_name(tmp_path):
