@@ -73,6 +73,16 @@ class DataConfig:
   worker_count: int = 0  # grain worker processes
 
 
+# (low, high) settings: both finite, low <= high (checked by `validate` and when a run resolves its config)
+_RANGES = (
+  "train.noise_snr_db",
+  "simclr.noise_snr_db",
+  "simclr.gain_db",
+  "train.shorten_seconds",
+  "train.speed_range",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ModelConfig:
   encoder: str = "cnn14"  # cnn6 | cnn10 | cnn14 | ast
@@ -309,13 +319,7 @@ def validate(c: RunConfig) -> None:
     raise ValueError(
       f"unknown eval.metric {c.eval.metric!r} for trainer {c.trainer}; valid: {', '.join(metrics)}"
     )
-  for key in (
-    "train.noise_snr_db",
-    "simclr.noise_snr_db",
-    "simclr.gain_db",
-    "train.shorten_seconds",
-    "train.speed_range",
-  ):
+  for key in _RANGES:
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
@@ -377,13 +381,7 @@ def resolve(config: Any, workdir: str | pathlib.Path) -> RunConfig:
     changes.update(train_split="+".join(f"fold{k}" for k in folds), eval_split=f"fold{d.cv_fold}")
   data = dataclasses.replace(d, **changes)
   probe = c.probe
-  for key in (
-    "train.noise_snr_db",
-    "simclr.noise_snr_db",
-    "simclr.gain_db",
-    "train.shorten_seconds",
-    "train.speed_range",
-  ):
+  for key in _RANGES:
     pair = _get(c, key)
     if len(pair) != 2 or not all(map(math.isfinite, pair)) or pair[0] > pair[1]:
       raise ValueError(f"{key} must be (low, high) with low <= high, got {pair!r}")
