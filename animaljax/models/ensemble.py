@@ -3,14 +3,15 @@
 `ClassifierConfig.members = N > 1` makes the classifier's `encoder` and `head` `nn.scan`s over a leading member
 axis: every parameter and BatchNorm statistic gets a first dimension of N (the tree keeps its names, so
 checkpoints, exports, `_head_size` and weight merging see the usual layout), members share the front end and
-its augmentation, and each draws its own initial weights and dropout. Why an ensemble and not a wider model:
-on the small, noisy folders of issue 15 averaging a few independently initialised networks gained where twice
-the width did not (BENCHMARKS.md). Why written here rather than taken from a library: it is a few lines of
-`nn.scan`, and a separate model per member would triple every loader, export and inference path.
+its augmentation, and each draws its own initial weights and dropout. Averaging independently initialised
+networks is the usual cheap cut in variance; measured on issue 15's small degraded folder it was worth little
+(three members trained together lost a seed to one model; averaging three separate runs gained a point or two,
+BENCHMARKS.md). Why written here rather than taken from a library: it is a few lines of `nn.scan`, and a
+separate model per member would triple every loader, export and inference path.
 
 Outputs: `logits` are the mean of the members' logits (a geometric mean of their probabilities, the same rule
-for softmax and sigmoid heads); `out["member_logits"]` `(N, batch, classes)` is what the trainer's loss reads,
-so each member learns as it would alone; `out["embedding"]` concatenates the members' embeddings `(batch, N*D)`.
+for softmax and sigmoid heads); `out["member_logits"]` `(N, batch, classes)` is what the trainer's loss reads
+(the mean of the members' own losses: each member is fitted to the targets, not their average); `out["embedding"]` concatenates the members' embeddings `(batch, N*D)`.
 """
 
 from __future__ import annotations
