@@ -10,12 +10,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-
-def _as_float(x: jax.Array) -> jax.Array:
-  x = jnp.asarray(x)
-  if jnp.issubdtype(x.dtype, jnp.integer):
-    return x.astype(jnp.float32) / 32768.0
-  return x
+from animaljax.augment.waveform import as_float
 
 
 def mix_at_snr(signal: jax.Array, noise: jax.Array, snr_db: jax.Array) -> jax.Array:
@@ -24,7 +19,7 @@ def mix_at_snr(signal: jax.Array, noise: jax.Array, snr_db: jax.Array) -> jax.Ar
   g = sqrt(P_signal / (P_noise * 10^(snr_db / 10))). A silent signal or silent noise (zero power) returns the
   signal unchanged, without NaN.
   """
-  signal, noise = _as_float(signal), _as_float(noise)
+  signal, noise = as_float(signal), as_float(noise)
   dtype = jnp.promote_types(signal.dtype, noise.dtype)
   # Powers and gain in fp32 at least: squares of bf16 audio lose most of their digits.
   s32, n32 = signal.astype(jnp.float32), noise.astype(jnp.float32)
@@ -58,8 +53,8 @@ def random_noise_mix(
   Returns:
     (batch, time) float; with p = 0 exactly the (float) signal.
   """
-  signal = _as_float(signal)
-  noise_bank = _as_float(noise_bank)
+  signal = as_float(signal)
+  noise_bank = as_float(noise_bank)
   b, t = signal.shape
   n, nt = noise_bank.shape
   k_idx, k_off, k_snr, k_p = jax.random.split(key, 4)

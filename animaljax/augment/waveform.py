@@ -12,14 +12,20 @@ import jax
 import jax.numpy as jnp
 
 
+def as_float(wave: jax.Array) -> jax.Array:
+  """int16 samples scaled to float32 in [-1, 1) (the front end's convention); floating input as it is."""
+  wave = jnp.asarray(wave)
+  if jnp.issubdtype(wave.dtype, jnp.integer):
+    return wave.astype(jnp.float32) / 32768.0
+  return wave
+
+
 def random_gain(key: jax.Array, wave: jax.Array, db_range: tuple[float, float] = (-6.0, 6.0)) -> jax.Array:
   """(batch, time) -> (batch, time) scaled by 10^(g / 20), g ~ U[lo, hi] dB per example.
 
   No clipping: the front end takes any float. `db_range=(0, 0)` returns the (float) input exactly.
   """
-  wave = jnp.asarray(wave)
-  if jnp.issubdtype(wave.dtype, jnp.integer):
-    wave = wave.astype(jnp.float32) / 32768.0
+  wave = as_float(wave)
   lo, hi = db_range
   gain_db = jax.random.uniform(key, (wave.shape[0],), jnp.float32, lo, hi)
   gain = 10.0 ** (gain_db / 20.0)
@@ -65,9 +71,7 @@ def random_lowpass(
   model trained only on the full-band ones leans on content those clips lack. Cutoffs at or above Nyquist
   leave the example as it is; p = 0 returns the (float) input exactly.
   """
-  wave = jnp.asarray(wave)
-  if jnp.issubdtype(wave.dtype, jnp.integer):
-    wave = wave.astype(jnp.float32) / 32768.0
+  wave = as_float(wave)
   b, t = wave.shape
   k_cut, k_p = jax.random.split(key)
   cut = jnp.asarray(cutoffs_hz, jnp.float32)[jax.random.randint(k_cut, (b,), 0, len(cutoffs_hz))]
@@ -119,9 +123,7 @@ def random_quantize(key: jax.Array, wave: jax.Array, bits: int = 8, p: float = 1
   2^-(bits-1), clipped to the format's range), as a clip saved by a low-bit-depth recorder is. The rounding
   noise is white and its level fixed, so it buries quiet clips most. p = 0 returns the (float) input exactly.
   """
-  wave = jnp.asarray(wave)
-  if jnp.issubdtype(wave.dtype, jnp.integer):
-    wave = wave.astype(jnp.float32) / 32768.0
+  wave = as_float(wave)
   scale = float(2 ** (bits - 1))
   quantized = (jnp.clip(jnp.round(wave * scale), -scale, scale - 1) / scale).astype(wave.dtype)
   apply = jax.random.bernoulli(key, p, (wave.shape[0],))
@@ -135,9 +137,7 @@ def random_speed(key: jax.Array, wave: jax.Array, factors: tuple[float, float], 
   loop or a crop of its clip). Speed perturbation: the same call from a larger or smaller animal, or a
   recorder's clock. r = 1 and p = 0 return the (float) input exactly.
   """
-  wave = jnp.asarray(wave)
-  if jnp.issubdtype(wave.dtype, jnp.integer):
-    wave = wave.astype(jnp.float32) / 32768.0
+  wave = as_float(wave)
   b, t = wave.shape
   k_r, k_p = jax.random.split(key)
   lo, hi = jnp.log(jnp.float32(factors[0])), jnp.log(jnp.float32(factors[1]))

@@ -11,7 +11,8 @@ separate model per member would triple every loader, export and inference path.
 
 Outputs: `logits` are the mean of the members' logits (a geometric mean of their probabilities, the same rule
 for softmax and sigmoid heads); `out["member_logits"]` `(N, batch, classes)` is what the trainer's loss reads
-(the mean of the members' own losses: each member is fitted to the targets, not their average); `out["embedding"]` concatenates the members' embeddings `(batch, N*D)`.
+(the mean of the members' own losses: each member is fitted to the targets, not their average);
+`out["embedding"]` concatenates the members' embeddings `(batch, N*D)`.
 """
 
 from __future__ import annotations
@@ -63,9 +64,7 @@ def members_forward(
   networks. (`nn.vmap` over the weights turns every convolution into a grouped one, 12x slower than one member
   on the CPU for a 3-member CNN10, and a rolled scan 66x; unrolled, it is 2.5-2.75x: `BENCHMARKS.md`.)
   """
-  lift = functools.partial(
-    nn.scan, variable_axes=_AXES, length=members, unroll=members,
-  )  # fmt: skip
+  lift = functools.partial(nn.scan, variable_axes=_AXES, length=members, unroll=members)
   encoder = lift(
     as_scan_step(encoder_cls, True), split_rngs={"params": True, "dropout": True},
     in_axes=(nn.broadcast, nn.broadcast),
