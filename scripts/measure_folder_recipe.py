@@ -48,6 +48,8 @@ VARIANTS = {
   "no_speed": ["--config.train.speed_p=0.0"],  # the recipe (speed_p=0 there): its name while speed was in it
   "ensemble3": ["--config.model.members=3"],  # three members side by side, mean logits (models.ensemble)
   "speed_ensemble3": ["--config.train.speed_p=0.5", "--config.model.members=3"],
+  # The third input rule issue 15 names: zero-pad short clips, pool only over their own frames (pool_mask).
+  "mask": ["--config.data.short_clips=mask"],
   "window_1s": ["--config.data.clip_seconds=1.0"],  # half the window: short clips less looped, more crops
   "window_3s": ["--config.data.clip_seconds=3.0"],
   "steps_1800": ["--config.train.steps=1800", "--config.eval.every_steps=150", "--config.checkpoint.every_steps=150"],

@@ -158,6 +158,28 @@ def num_frames(num_samples: int, cfg: FrontendConfig) -> int:
   raise TypeError(f"unknown front-end config {type(cfg).__name__}")
 
 
+def valid_frames(wave: jax.Array, cfg: FrontendConfig) -> jax.Array:
+  """(batch, time) -> (batch, frames) bool: the frames of each row's own audio, i.e. those whose centre lies
+  before its trailing digital silence (the zeros `audio.windows.fit_short(..., "mask")` pads a short clip with).
+
+  A centred log-mel frame `i` is centred on sample `i * hop`; it counts when that sample is at or before the
+  row's last nonzero one. The first frame always counts, so an all-zero row keeps one frame and no pooling over
+  it is empty. Only centred log-mel front ends (the PANNs CNNs') have this frame grid here.
+  """
+  if not (isinstance(cfg, LogMelConfig) and cfg.center):
+    raise ValueError(f"valid frames need a centred log-mel front end, got {type(cfg).__name__}")
+  centres = jnp.arange(num_frames(wave.shape[1], cfg)) * cfg.hop_length
+  return (centres[None, :] < clip_lengths(wave)[:, None]) | (centres[None, :] == 0)
+
+
+def clip_lengths(wave: jax.Array) -> jax.Array:
+  """(batch, time) -> (batch,) int32: one past each row's last nonzero sample (0 for a silent row): the clip's
+  own length in a row the "mask" input rule zero-padded (`audio.windows.fit_short`)."""
+  nonzero = jnp.asarray(wave) != 0
+  last = nonzero.shape[1] - jnp.argmax(nonzero[:, ::-1], axis=1)
+  return jnp.where(nonzero.any(axis=1), last, 0).astype(jnp.int32)
+
+
 def to_float(wave: jax.Array) -> jax.Array:
   """(batch, time) int16 | float -> float32 in the waveform's natural range (int16 scaled by 1/32768)."""
   wave = jnp.asarray(wave)

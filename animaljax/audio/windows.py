@@ -22,7 +22,8 @@ the second rule to audio arriving block by block (a recording of any length, str
 blocks.
 
 And one rule for the other end, a clip *shorter* than the window: `fit_short` makes it one full window, by
-zero-padding ("pad") or by repeating it end to end ("loop"). The trainer's loader (training rows and
+zero-padding ("pad"), by repeating it end to end ("loop"), or by zero-padding its end for a model that pools
+only over the clip's own frames ("mask": `CnnConfig.pool_mask`). The trainer's loader (training rows and
 evaluation windows) and `Predictor` (predict, embed, evaluate, enrol, the demo) both call it, with the rule
 the model was trained with (`data.short_clips`), so a model never scores a kind of input it was not trained on.
 """
@@ -143,7 +144,7 @@ class CoverWindows:
     return []
 
 
-SHORT_CLIP_RULES = ("pad", "loop")
+SHORT_CLIP_RULES = ("pad", "loop", "mask")
 
 
 def fit_short(audio: np.ndarray, length: int, rule: str, offset: int = 0) -> np.ndarray:
@@ -153,13 +154,17 @@ def fit_short(audio: np.ndarray, length: int, rule: str, offset: int = 0) -> np.
     audio: the clip; length: the window (samples).
     rule: "pad": the clip at `offset` in zeros. "loop": the clip repeated end to end, starting `offset`
       samples into it (a phase; training draws it at random, evaluation uses 0), so a globally pooled CNN sees
-      the call throughout the window instead of a call diluted by silence.
+      the call throughout the window instead of a call diluted by silence. "mask": the clip at the start,
+      zeros after (offset must be 0), for a model that leaves trailing digital silence out of its pooling
+      (variable-length input: `audio.frontend.valid_frames`, `CnnConfig.pool_mask`).
     offset: placement ("pad": samples of leading silence, at most `length - n`; "loop": phase, taken mod n).
   """
   n = audio.shape[0]
   if n >= length:
     raise ValueError(f"fit_short takes a clip shorter than the window: {n} >= {length}")
-  if rule == "pad":
+  if rule == "mask" and offset != 0:
+    raise ValueError(f"the mask rule keeps a short clip at the start of its window, got offset {offset}")
+  if rule in ("pad", "mask"):
     if not 0 <= offset <= length - n:
       raise ValueError(f"pad offset {offset} outside [0, {length - n}]")
     out = np.zeros(length, audio.dtype)

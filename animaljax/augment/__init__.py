@@ -4,6 +4,7 @@ from animaljax.augment.mixup import mixup, sample_mixup
 from animaljax.augment.noise import mix_at_snr, random_noise_mix
 from animaljax.augment.specaugment import spec_augment
 from animaljax.augment.waveform import (
+  keep_prefix,
   random_crop,
   random_gain,
   random_lowpass,
@@ -14,6 +15,7 @@ from animaljax.augment.waveform import (
 )
 
 __all__ = [
+  "keep_prefix",
   "mix_at_snr",
   "mixup",
   "random_crop",

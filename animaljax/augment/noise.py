@@ -39,6 +39,7 @@ def random_noise_mix(
   noise_bank: jax.Array,
   snr_db_range: tuple[float, float] = (0.0, 20.0),
   p: float = 1.0,
+  lengths: jax.Array | None = None,
 ) -> jax.Array:
   """Add a random noise clip to each example at a random SNR, with probability p.
 
@@ -49,6 +50,8 @@ def random_noise_mix(
       offset; a clip longer than `time` is cropped, a shorter one is tiled (wrapping around).
     snr_db_range: (lo, hi) dB, SNR uniform in it per example.
     p: probability that an example gets noise; the others are returned unchanged.
+    lengths: optional (batch,) samples of each row's own clip (`waveform.clip_lengths`): the noise stops there,
+      so a zero-padded short clip keeps its silent padding, and the SNR holds over the clip itself.
 
   Returns:
     (batch, time) float; with p = 0 exactly the (float) signal.
@@ -64,6 +67,8 @@ def random_noise_mix(
   off = jax.random.randint(k_off, (b,), 0, max_off)
   pos = (off[:, None] + jnp.arange(t)[None, :]) % nt
   noise = noise_bank[idx[:, None], pos]
+  if lengths is not None:
+    noise = jnp.where(jnp.arange(t)[None, :] < lengths[:, None], noise, jnp.zeros((), noise.dtype))
   lo, hi = snr_db_range
   snr = jax.random.uniform(k_snr, (b,), jnp.float32, lo, hi)
   mixed = mix_at_snr(signal, noise, snr)

@@ -20,6 +20,13 @@ def as_float(wave: jax.Array) -> jax.Array:
   return wave
 
 
+def keep_prefix(wave: jax.Array, lengths: jax.Array) -> jax.Array:
+  """(batch, time) with every sample at or after its row's `lengths` set to zero: the padding of a row the "mask"
+  input rule zero-padded (its clip's length: `audio.frontend.clip_lengths`) kept silent."""
+  pos = jnp.arange(wave.shape[1], dtype=jnp.int32)[None, :]
+  return jnp.where(pos < lengths[:, None], wave, jnp.zeros((), wave.dtype))
+
+
 def random_gain(key: jax.Array, wave: jax.Array, db_range: tuple[float, float] = (-6.0, 6.0)) -> jax.Array:
   """(batch, time) -> (batch, time) scaled by 10^(g / 20), g ~ U[lo, hi] dB per example.
 
@@ -89,17 +96,17 @@ def random_shorten(
   sample_rate: float,
   seconds: tuple[float, float],
   p: float = 1.0,
-  fill: Literal["loop", "pad"] = "loop",
+  fill: Literal["loop", "pad", "mask"] = "loop",
 ) -> jax.Array:
   """(batch, time) -> (batch, time): with probability p per example, a random segment of L ~ U[seconds] s,
-  repeated end to end (`fill="loop"`) or zero-padded (`"pad"`) back to the row's length.
+  repeated end to end (`fill="loop"`) or zero-padded after it (`"pad"`, `"mask"`) back to the row's length.
 
   What a short clip becomes under the input rule (`data.short_clips`), made from any training row: a folder where
   many clips are shorter than the window teaches the model that input mostly from its few short clips; this
   gives it from every clip. Segments as long as the row leave the example as it is; p = 0 returns `wave`.
   """
-  if fill not in ("loop", "pad"):
-    raise ValueError(f"fill must be 'loop' or 'pad', got {fill!r}")
+  if fill not in ("loop", "pad", "mask"):
+    raise ValueError(f"fill must be 'loop', 'pad' or 'mask', got {fill!r}")
   b, t = wave.shape
   k_len, k_start, k_p = jax.random.split(key, 3)
   lo, hi = seconds

@@ -177,7 +177,7 @@ def make_episode_loader(
     episodes_per_batch: episodes stacked per batch on this process.
     num_episodes: episodes per process before the iterator ends; None = endless.
     crop: `random` (training), `center` or `start` for clips longer or shorter than a row.
-    short_clips: how a clip shorter than a row becomes one (`audio.windows.fit_short`): "pad" or "loop".
+    short_clips: how a clip shorter than a row becomes one (`audio.windows.fit_short`): "pad", "loop", "mask".
     shard_by_process: process `p` of `P` takes episodes `p, p+P, ...` (default `jax.process_index/count`).
 
   Returns:

@@ -55,10 +55,12 @@ def crop_or_pad(
 ) -> np.ndarray:
   """Cuts `(n,)` to `(length,)` (`center`, `start`, or `random` placement drawn from `key`) or, when shorter,
   makes it one window by `audio.windows.fit_short` with the `short` rule ("pad" at that placement, or "loop"
-  from a phase drawn the same way)."""
+  from a phase drawn the same way; "mask" always at the start)."""
   n = audio.shape[0]
   if n == length:
     return audio
+  if n < length and short == "mask":  # the model masks the padding out of its pooling: where it sits is moot
+    return fit_short(audio, length, short)
   looped = n < length and short == "loop"
   choices = (
     max(n, 1) if looped else abs(n - length) + 1
@@ -236,7 +238,8 @@ def make_loader(
     crop: `random`, `center` or `start` for clips longer (or shorter: padding placement) than the row;
       defaults to `random` when training and `center` otherwise.
     windows: evaluation only: cut each clip into consecutive windows (one row each, `index` = its clip).
-    short_clips: how a clip shorter than the row becomes one (`audio.windows.fit_short`): "pad" or "loop".
+    short_clips: how a clip shorter than the row becomes one (`audio.windows.fit_short`): "pad", "loop" or
+      "mask".
     hop_seconds: window hop; defaults to `clip_seconds` (no overlap).
     shard_by_process: give each JAX process a disjoint slice of every (shuffled) epoch.
     process_index, process_count: default `jax.process_index()`/`jax.process_count()`.

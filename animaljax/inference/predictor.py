@@ -83,7 +83,7 @@ class Predictor:
       go through the Flax model, built on first use.
     source: where it came from, as a bundle's manifest records it (`inference.load` sets it); None: in memory.
     short_clips: how a clip shorter than the window becomes one, the rule the model was trained with
-      (`audio.windows.fit_short`: "pad" or "loop"), or "native" for a model whose rule is not recorded (a
+      (`audio.windows.fit_short`: "pad", "loop" or "mask"), or "native" for a model whose rule is not recorded (a
       converted PANNs/AST model): the clip is scored at its own length, padded only to `min_samples`.
     multi_label: the classes are independent (a model trained on a multi-label pack): scores are sigmoid
       probabilities, a clip's windows are max-pooled (`audio.windows.window_pool`), and `thresholds` turn

@@ -75,11 +75,13 @@ class ClassifierConfig:
     if self.members < 1:
       raise ValueError(f"members must be >= 1, got {self.members}")
     if self.members > 1 and (
-      type(self.encoder) not in ENSEMBLE_ENCODERS or getattr(self.encoder, "head", "clip") != "clip"
+      type(self.encoder) not in ENSEMBLE_ENCODERS
+      or getattr(self.encoder, "head", "clip") != "clip"
+      or getattr(self.encoder, "pool_mask", False)
     ):
       raise ValueError(
         f"an ensemble (members={self.members}) needs a PANNs CNN, ResNet, MobileNet or ImageNet ResNet encoder "
-        f"with the clip-level head, not {type(self.encoder).__name__} with head "
+        f"with the clip-level head and no pool_mask, not {type(self.encoder).__name__} with head "
         f"{getattr(self.encoder, 'head', 'clip')!r}"
       )
     bins = frontend.num_bins(self.frontend)
@@ -150,6 +152,8 @@ class Classifier(nn.Module):
       encoder = _PANNS_ENCODERS[type(cfg.encoder)](cfg.encoder, dtype=dtype, name="encoder")
       if isinstance(cfg.encoder, WavegramConfig):  # the wavegram branch reads the waveform itself
         out = encoder(features, frontend.to_float(wave), train=train, mix_fn=mix_fn if train else None)
+      elif getattr(cfg.encoder, "pool_mask", False):  # pooled over the clip's own frames only
+        out = encoder(features, train=train, frame_mask=frontend.valid_frames(wave, cfg.frontend))
       else:
         out = encoder(features, train=train)
       head = getattr(cfg.encoder, "head", "clip")
@@ -230,9 +234,11 @@ def cnn14_config(
   clip_norm: bool = False,
   head: str = "clip",
   members: int = 1,
+  pool_mask: bool = False,
 ) -> ClassifierConfig:
   """PANNs CNN (default CNN14) on PANNs' log-mel at 32, 16 or 8 kHz (`clip_norm`: `CnnConfig.clip_norm`;
-  `head`: "clip" or a decision-level head, `models.sed`; `members` > 1: an ensemble, `models.ensemble`)."""
+  `head`: "clip" or a decision-level head, `models.sed`; `members` > 1: an ensemble, `models.ensemble`;
+  `pool_mask`: `CnnConfig.pool_mask`, CNN6/10/14 only)."""
   presets = {
     32000: frontend.LogMelConfig.panns_32k, 16000: frontend.LogMelConfig.panns_16k,
     8000: frontend.LogMelConfig.panns_8k,
@@ -247,6 +253,12 @@ def cnn14_config(
   extra = {"head": head} if head != "clip" else {}  # only the CNNs and wavegrams have decision heads
   if not variant.startswith("wavegram") or clip_norm:
     extra["clip_norm"] = clip_norm
+  if pool_mask:
+    if variant not in ("cnn6", "cnn10", "cnn14"):
+      raise ValueError(
+        f"masked pooling (short clips rule 'mask') needs a CNN6, CNN10 or CNN14, not {variant}"
+      )
+    extra["pool_mask"] = True
   encoder = encoder_config(variant, width=width, dropout=dropout, **extra)
   return ClassifierConfig(presets[sample_rate](), encoder, num_classes, dtype, members)
 

@@ -52,6 +52,9 @@ class CnnConfig:
       does not reach the network. Not in PANNs (False for its weights).
     head: "clip" (PANNs' Cnn14: pooled over time before fc1) or a decision-level head, "decision_max" /
       "decision_att" (Cnn14_DecisionLevelMax / Att: framewise outputs; `models.sed`).
+    pool_mask: pool over time only the steps of a clip's own audio, leaving out the trailing digital silence a
+      short clip is padded with (`data.short_clips=mask`); the classifier passes the mask (`frame_mask`,
+      from `audio.frontend.valid_frames`). Clip head only. Not in PANNs (False for its weights).
   """
 
   variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14"
@@ -59,8 +62,11 @@ class CnnConfig:
   dropout: bool = True
   clip_norm: bool = False
   head: str = "clip"
+  pool_mask: bool = False
 
   def __post_init__(self):
+    if self.pool_mask and self.head != "clip":
+      raise ValueError(f"pool_mask applies to the clip head, not {self.head!r}")
     if self.variant not in _VARIANTS:
       raise ValueError(f"unknown CNN variant {self.variant!r}; valid: {sorted(_VARIANTS)}")
     if self.head not in sed.HEADS:
@@ -160,7 +166,9 @@ class Cnn(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, features: jnp.ndarray, *, train: bool = False) -> dict[str, jnp.ndarray]:
+  def __call__(
+    self, features: jnp.ndarray, *, train: bool = False, frame_mask: jnp.ndarray | None = None
+  ) -> dict[str, jnp.ndarray]:
     cfg = self.config
     kernel, convs, _, pools = _VARIANTS[cfg.variant]
     drop = cfg.dropout and train
@@ -182,5 +190,11 @@ class Cnn(nn.Module):
       )
       x = nn.Dropout(0.2, deterministic=not drop)(x)
     frames = jnp.mean(x, axis=2)  # mean over mel -> (batch, time', channels)
+    mask = None
+    if cfg.pool_mask:  # a step counts when any front-end frame it pools is the clip's own (pools floor)
+      if frame_mask is None:
+        raise ValueError("pool_mask needs the frame_mask of the input (audio.frontend.valid_frames)")
+      steps, ratio = frames.shape[1], cfg.frame_ratio
+      mask = frame_mask[:, : steps * ratio].reshape(-1, steps, ratio).any(axis=2)
     # Clip: max + mean over time -> fc1; decision-level heads: fc1 on every step (models/sed.py).
-    return sed.tail(frames, embed_dim=cfg.embed_dim, head=cfg.head, drop=drop, dtype=self.dtype)
+    return sed.tail(frames, embed_dim=cfg.embed_dim, head=cfg.head, drop=drop, dtype=self.dtype, mask=mask)

@@ -47,12 +47,16 @@ def smooth_time(x: jnp.ndarray) -> jnp.ndarray:
   return mx + avg
 
 
-def tail(frames: jnp.ndarray, *, embed_dim: int, head: str, drop: bool, dtype: Any) -> dict[str, jnp.ndarray]:
+def tail(
+  frames: jnp.ndarray, *, embed_dim: int, head: str, drop: bool, dtype: Any, mask: jnp.ndarray | None = None
+) -> dict[str, jnp.ndarray]:
   """PANNs' pooling + `fc1`, built inside the calling compact module (so `fc1` is the caller's child).
 
   Args:
     frames: `(batch, T', C)` the last conv block averaged over mel.
     embed_dim: width of `fc1`; head: one of HEADS; drop: dropout on (train mode and the config's dropout).
+    mask: optional `(batch, T')` bool, the steps to pool over (the clip head only; at least one per row): the
+      max and the mean over time then see only a clip's own frames, not the padding after it.
   Returns:
     `{"embedding": (batch, D), "frame_embeddings": frames}` plus, for decision heads, `"segment_embeddings"`
     `(batch, T', D)`.
@@ -60,8 +64,16 @@ def tail(frames: jnp.ndarray, *, embed_dim: int, head: str, drop: bool, dtype: A
   if head not in HEADS:
     raise ValueError(f"unknown head {head!r}; valid: {HEADS}")
   fc1 = nn.Dense(embed_dim, kernel_init=_KERNEL_INIT, dtype=dtype, param_dtype=jnp.float32, name="fc1")
+  if mask is not None and head != "clip":
+    raise ValueError(f"masked pooling applies to the clip head, not {head!r}")
   if head == "clip":
-    x = jnp.max(frames, axis=1) + jnp.mean(frames, axis=1)
+    if mask is None:
+      x = jnp.max(frames, axis=1) + jnp.mean(frames, axis=1)
+    else:
+      keep = mask[..., None]
+      count = jnp.maximum(jnp.sum(keep, axis=1), 1).astype(frames.dtype)
+      x = jnp.max(jnp.where(keep, frames, jnp.finfo(frames.dtype).min), axis=1)
+      x = x + jnp.sum(jnp.where(keep, frames, 0), axis=1) / count
     x = nn.Dropout(0.5, deterministic=not drop)(x)
     return {"embedding": nn.relu(fc1(x)), "frame_embeddings": frames}
   x = smooth_time(frames.astype(jnp.float32)).astype(frames.dtype)

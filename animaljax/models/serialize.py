@@ -47,7 +47,7 @@ _ENCODERS["efficientat"] = EfficientAtConfig
 # ----------------------------------------------------------------------------------------------------------------
 # Fields added to a config after models were saved, with the value every older model had: left out of the dict
 # at that value, so an older model's model.json and `fingerprint` (which enrolled species record) stay the same.
-_ADDED_FIELDS = {"encoder": {"clip_norm": False, "head": "clip"}}
+_ADDED_FIELDS = {"encoder": {"clip_norm": False, "head": "clip", "pool_mask": False}}
 
 
 def config_to_dict(config: ClassifierConfig) -> dict:

@@ -37,7 +37,8 @@ class DataConfig:
   sample_rate: int = 32000
   clip_seconds: float = 5.0  # the model's window: training rows are random crops of longer clips
   # How a clip shorter than the window becomes one, in training, evaluation and every command that runs the
-  # model (`audio.windows.fit_short`): "loop" repeats it end to end, "pad" zero-pads it. Saved with the model.
+  # model (`audio.windows.fit_short`): "loop" repeats it end to end, "pad" zero-pads it, "mask" zero-pads it and
+  # the CNN pools only over the clip's own frames (`CnnConfig.pool_mask`). Saved with the model.
   # Measured (BENCHMARKS.md, "Short clips"): on ESC-50 animals cut to 0.3-5 s, looping beat zero-padding on the
   # validation fold in both seeds (83.1% vs 80.0% mean on the held-out test fold).
   short_clips: str = "loop"
@@ -339,6 +340,12 @@ def validate(c: RunConfig) -> None:
       f"model.members={c.model.members} (an ensemble) needs the supervised trainer and a CNN encoder, not "
       f"trainer {c.trainer!r} with encoder {c.model.encoder!r}"
     )
+  if c.data.short_clips == "mask" and (
+    (c.trainer, c.model.head, c.model.members) != ("supervised", "clip", 1) or c.model.encoder[:3] != "cnn"
+  ):
+    raise ValueError(
+      "data.short_clips=mask needs the supervised trainer and one CNN6/10/14 with the clip head"
+    )
   if c.train.ema_decay and c.trainer != "supervised":
     raise ValueError(f"train.ema_decay applies to the supervised trainer, not {c.trainer!r}")
   if c.trainer == "simclr":
@@ -409,5 +416,5 @@ def model_config(c: RunConfig, num_classes: int, clip_seconds: float | None = No
     return ast_config(num_classes, m.size, seconds, depth=m.depth or None, dtype=m.dtype, remat=m.remat)
   return cnn14_config(
     num_classes, c.data.sample_rate, m.width, variant=m.encoder, dropout=m.dropout, dtype=m.dtype,
-    clip_norm=m.clip_norm, head=m.head, members=m.members,
+    clip_norm=m.clip_norm, head=m.head, members=m.members, pool_mask=c.data.short_clips == "mask",
   )  # fmt: skip

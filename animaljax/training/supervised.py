@@ -1,10 +1,9 @@
 """Supervised classification: `train_and_evaluate(config, workdir)` packs (on first use), trains, evaluates.
 
-The step runs the whole augmentation pipeline on the device: the model's front end turns int16 waveforms
-into log-mel/fbank features, `feature_fn` applies SpecAugment and mixup to them, and the loss sees the same
-mixup of the (label-smoothed) one-hot targets. Evaluation writes `metrics.json` (accuracy, macro/weighted F1,
-mAP, per-class precision/recall/F1), `confusion_matrix.csv`/`.png`, `per_class.png` and a line of
-`eval_log.jsonl` in the workdir.
+The step runs the whole augmentation pipeline on the device (`train_inputs` on waveforms; the model's front end
+makes features, `feature_fn` applies SpecAugment and mixup, the loss the same mixup of the label-smoothed
+targets). Evaluation writes `metrics.json` (accuracy, macro/weighted F1, mAP, per-class precision/recall/F1),
+`confusion_matrix.csv`/`.png`, `per_class.png` and a line of `eval_log.jsonl` in the workdir.
 """
 
 from __future__ import annotations
@@ -20,7 +19,9 @@ import numpy as np
 import optax
 
 from animaljax import losses, metrics
+from animaljax.audio.frontend import clip_lengths
 from animaljax.augment import (
+  keep_prefix,
   mixup,
   random_lowpass,
   random_noise_mix,
@@ -77,8 +78,8 @@ def train_inputs(
   clip); with a noise bank and `t.noise_p`, a random noise clip at an SNR uniform in `t.noise_snr_db` (exact,
   `augment.mix_at_snr`); with `t.lowpass_p`, band-limiting at a cutoff of `t.lowpass_hz`
   (`augment.random_lowpass`); with `t.quantize_p`, rounding to `t.quantize_bits`-bit PCM
-  (`augment.random_quantize`). With all off, `audio` as it is. Evaluation never calls this: scores are always
-  on the clean clips.
+  (`augment.random_quantize`). Under the "mask" rule the zero padding after a short clip stays silent (noise
+  stops at the clip). With all off, `audio` as it is. Evaluation never calls this: scores are on the clean clips.
   """
   if t.speed_p > 0:
     audio = random_speed(jax.random.fold_in(key, 4), audio, tuple(t.speed_range), t.speed_p)
@@ -86,13 +87,14 @@ def train_inputs(
     audio = random_shorten(
       jax.random.fold_in(key, 2), audio, sample_rate, tuple(t.shorten_seconds), t.shorten_p, short_clips
     )
+  lengths = clip_lengths(audio) if short_clips == "mask" else None  # its model pools over the clip only
   if noise_bank is not None and t.noise_p > 0:
-    audio = random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p)
+    audio = random_noise_mix(key, audio, noise_bank, tuple(t.noise_snr_db), p=t.noise_p, lengths=lengths)
   if t.lowpass_p > 0:
     audio = random_lowpass(jax.random.fold_in(key, 1), audio, sample_rate, tuple(t.lowpass_hz), p=t.lowpass_p)
   if t.quantize_p > 0:
     audio = random_quantize(jax.random.fold_in(key, 3), audio, t.quantize_bits, p=t.quantize_p)
-  return audio
+  return audio if lengths is None else keep_prefix(audio, lengths)
 
 
 def clip_scores(outputs: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, float]:

@@ -54,7 +54,7 @@ def test_the_predictor_makes_a_short_clip_the_row_the_trainers_evaluation_makes(
   config = cnn14_config(3, 16000, 1 / 16, variant="cnn6")
   variables = make_model(config).init({"params": jax.random.PRNGKey(0)}, np.zeros((1, 16000)), train=False)
   clip = np.random.default_rng(0).normal(size=5000).astype(np.float32)
-  for rule in ("pad", "loop"):
+  for rule in ("pad", "loop", "mask"):
     p = Predictor(config, variables, ["a", "b", "c"], clip_seconds=1.0, short_clips=rule)
     np.testing.assert_array_equal(p.pad_short(clip), crop_or_pad(clip, 16000, "start", short=rule))
   native = Predictor(config, variables, ["a", "b", "c"], clip_seconds=1.0, short_clips="native")

@@ -40,14 +40,15 @@ def corpus(esc50_root, tmp_path_factory) -> pathlib.Path:
   return root
 
 
-def test_the_trainers_evaluation_and_predict_give_the_same_top1_labels(corpus, tmp_path, capsys):
+@pytest.mark.parametrize("rule", ["loop", "mask"])
+def test_the_trainers_evaluation_and_predict_give_the_same_top1_labels(corpus, tmp_path, capsys, rule):
   from animaljax.data.shard_source import PackedDataset
   from animaljax.inference.files import predict_files
   from animaljax.training.supervised import train_and_evaluate
 
   c = quickstart.get_config("smoke")
   c.data.source, c.data.root, c.data.dir = "folder", str(corpus), str(tmp_path / "packed")
-  c.data.clip_seconds, c.data.file_format = 1.0, "array_record"
+  c.data.clip_seconds, c.data.file_format, c.data.short_clips = 1.0, "array_record", rule
   c.data.eval_split = "train"  # the largest split: more clips, more chances to disagree
   c.train.steps, c.eval.every_steps, c.checkpoint.every_steps = 6, 6, 6
   train_and_evaluate(c, tmp_path / "run")
