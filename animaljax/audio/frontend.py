@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from typing import Literal
 
 import jax
@@ -158,18 +159,18 @@ def num_frames(num_samples: int, cfg: FrontendConfig) -> int:
   raise TypeError(f"unknown front-end config {type(cfg).__name__}")
 
 
-def valid_frames(wave: jax.Array, cfg: FrontendConfig) -> jax.Array:
-  """(batch, time) -> (batch, frames) bool: the frames of each row's own audio, i.e. those whose centre lies
-  before its trailing digital silence (the zeros `audio.windows.fit_short(..., "mask")` pads a short clip with).
-
-  A centred log-mel frame `i` is centred on sample `i * hop`; it counts when that sample is at or before the
-  row's last nonzero one. The first frame always counts, so an all-zero row keeps one frame and no pooling over
-  it is empty. Only centred log-mel front ends (the PANNs CNNs') have this frame grid here.
+def audible_frames(features: jax.Array, cfg: FrontendConfig) -> jax.Array:
+  """(batch, frames, bins) log-mel -> (batch, frames) bool: the frames that are not digital silence, i.e. with
+  some bin above the log-mel floor `10 log10(amin)` that an all-zero frame sits at exactly (the zeros
+  `audio.windows.fit_short(..., "mask")` pads a short clip with). The first frame always counts, so an all-zero
+  row keeps one frame and no pooling over it is empty. Taken from the features, so a pipeline split after the
+  front end (the TFLite int8 one) masks as the whole model does.
   """
-  if not (isinstance(cfg, LogMelConfig) and cfg.center):
-    raise ValueError(f"valid frames need a centred log-mel front end, got {type(cfg).__name__}")
-  centres = jnp.arange(num_frames(wave.shape[1], cfg)) * cfg.hop_length
-  return (centres[None, :] < clip_lengths(wave)[:, None]) | (centres[None, :] == 0)
+  if not isinstance(cfg, LogMelConfig):
+    raise ValueError(f"audible frames need a log-mel front end, got {type(cfg).__name__}")
+  floor = 10.0 * math.log10(cfg.amin) + 1e-3  # dB; an all-zero frame is exactly at 10 log10(amin)
+  audible = jnp.max(features, axis=-1) > floor
+  return audible | (jnp.arange(features.shape[1]) == 0)[None, :]
 
 
 def clip_lengths(wave: jax.Array) -> jax.Array:

@@ -156,7 +156,7 @@ def fit_short(audio: np.ndarray, length: int, rule: str, offset: int = 0) -> np.
       samples into it (a phase; training draws it at random, evaluation uses 0), so a globally pooled CNN sees
       the call throughout the window instead of a call diluted by silence. "mask": the clip at the start,
       zeros after (offset must be 0), for a model that leaves trailing digital silence out of its pooling
-      (variable-length input: `audio.frontend.valid_frames`, `CnnConfig.pool_mask`).
+      (variable-length input: `audio.frontend.audible_frames`, `CnnConfig.pool_mask`).
     offset: placement ("pad": samples of leading silence, at most `length - n`; "loop": phase, taken mod n).
   """
   n = audio.shape[0]

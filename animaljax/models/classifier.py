@@ -140,6 +140,10 @@ class Classifier(nn.Module):
     cfg = self.config
     dtype = _DTYPES[cfg.dtype]
     features = self._features(wave, train)
+    # The frames to pool over, before SpecAugment or mixup touch the features (`CnnConfig.pool_mask`).
+    mask = (
+      frontend.audible_frames(features, cfg.frontend) if getattr(cfg.encoder, "pool_mask", False) else None
+    )
     if train and feature_fn is not None:
       features = feature_fn(features, self.make_rng("augment"))
 
@@ -152,8 +156,8 @@ class Classifier(nn.Module):
       encoder = _PANNS_ENCODERS[type(cfg.encoder)](cfg.encoder, dtype=dtype, name="encoder")
       if isinstance(cfg.encoder, WavegramConfig):  # the wavegram branch reads the waveform itself
         out = encoder(features, frontend.to_float(wave), train=train, mix_fn=mix_fn if train else None)
-      elif getattr(cfg.encoder, "pool_mask", False):  # pooled over the clip's own frames only
-        out = encoder(features, train=train, frame_mask=frontend.valid_frames(wave, cfg.frontend))
+      elif mask is not None:  # pooled over the clip's own frames only
+        out = encoder(features, train=train, frame_mask=mask)
       else:
         out = encoder(features, train=train)
       head = getattr(cfg.encoder, "head", "clip")

@@ -54,7 +54,7 @@ class CnnConfig:
       "decision_att" (Cnn14_DecisionLevelMax / Att: framewise outputs; `models.sed`).
     pool_mask: pool over time only the steps of a clip's own audio, leaving out the trailing digital silence a
       short clip is padded with (`data.short_clips=mask`); the classifier passes the mask (`frame_mask`,
-      from `audio.frontend.valid_frames`). Clip head only. Not in PANNs (False for its weights).
+      from `audio.frontend.audible_frames`). Clip head only. Not in PANNs (False for its weights).
   """
 
   variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14"
@@ -193,7 +193,7 @@ class Cnn(nn.Module):
     mask = None
     if cfg.pool_mask:  # a step counts when any front-end frame it pools is the clip's own (pools floor)
       if frame_mask is None:
-        raise ValueError("pool_mask needs the frame_mask of the input (audio.frontend.valid_frames)")
+        raise ValueError("pool_mask needs the frame_mask of the input (audio.frontend.audible_frames)")
       steps, ratio = frames.shape[1], cfg.frame_ratio
       mask = frame_mask[:, : steps * ratio].reshape(-1, steps, ratio).any(axis=2)
     # Clip: max + mean over time -> fc1; decision-level heads: fc1 on every step (models/sed.py).

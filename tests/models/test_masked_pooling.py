@@ -1,5 +1,5 @@
 """The third input rule for short clips, "mask" (issue 15): a short clip is zero-padded at its end and the CNN pools
-over time only over the clip's own frames (`CnnConfig.pool_mask`, `audio.frontend.valid_frames`), so how much
+over time only over the clip's own frames (`CnnConfig.pool_mask`, `audio.frontend.audible_frames`), so how much
 padding follows a clip does not change its score; in training the padding stays silent (noise stops at the
 clip, at the SNR asked for over the clip)."""
 
@@ -33,19 +33,25 @@ def test_mask_rule_pads_the_clip_end_and_the_loader_never_moves_it():
   )  # crops stay random
 
 
-def test_clip_lengths_and_valid_frames_follow_the_last_nonzero_sample():
+def test_clip_lengths_and_audible_frames_find_the_padding():
   wave = np.zeros((3, 1600), np.float32)
-  wave[0, :1000] = 0.1
+  wave[0, :1000] = np.random.default_rng(0).normal(0, 0.1, 1000)
+  wave[0, 999] = 0.1
   wave[1, 500] = -0.2  # leading zeros belong to the clip; only the trailing ones are padding
   np.testing.assert_array_equal(frontend.clip_lengths(wave), [1000, 501, 0])
-  cfg = frontend.LogMelConfig.panns_16k()
-  valid = np.asarray(frontend.valid_frames(wave, cfg))
-  assert valid.shape == (3, frontend.num_frames(1600, cfg))
-  np.testing.assert_array_equal(valid[0], np.arange(valid.shape[1]) * 160 < 1000)
-  np.testing.assert_array_equal(valid[1], np.arange(valid.shape[1]) * 160 <= 500)
-  np.testing.assert_array_equal(valid[2], np.arange(valid.shape[1]) == 0)  # a silent row keeps one frame
-  with pytest.raises(ValueError, match="centred log-mel"):
-    frontend.valid_frames(wave, frontend.FbankConfig())
+  cfg = frontend.LogMelConfig.panns_16k()  # n_fft 512, hop 160, centred frames
+  audible = np.asarray(frontend.audible_frames(frontend.log_mel(wave, cfg), cfg))
+  frames = np.arange(frontend.num_frames(1600, cfg))
+  assert audible.shape == (3, frames.size)
+  np.testing.assert_array_equal(
+    audible[0], frames * 160 - 256 < 1000
+  )  # a frame holding any of the clip counts
+  np.testing.assert_array_equal(
+    audible[1], np.isin(frames, [0, 2, 3, 4])
+  )  # the impulse's frames (+ the first)
+  np.testing.assert_array_equal(audible[2], frames == 0)  # a silent row keeps one frame
+  with pytest.raises(ValueError, match="log-mel front end"):
+    frontend.audible_frames(np.zeros((1, 10, 128)), frontend.FbankConfig())
 
 
 def _model(pool_mask: bool, variant: str = "cnn10"):
@@ -165,3 +171,20 @@ def test_an_exported_bundle_pools_as_the_model_does(tmp_path):
   rows = np.stack([p.pad_short(clip), np.random.default_rng(4).normal(0, 0.1, SR).astype(np.float32)])
   np.testing.assert_array_equal(rows[0], fit_short(clip, SR, "mask"))
   np.testing.assert_allclose(bundle.logits(rows), p.logits(rows), rtol=1e-5, atol=1e-5)
+
+
+def test_the_tflite_pipelines_mask_as_the_model_does(tmp_path):
+  # The int8 pipeline runs the front end and the network as two files: the mask must come from the features.
+  from animaljax.bundle import export_bundle, tflite
+  from animaljax.inference import Predictor
+
+  config, _, variables = _model(True)
+  p = Predictor(config, variables, ["a", "b", "c", "d"], clip_seconds=1.0, short_clips="mask")
+  out = export_bundle(p, tmp_path / "b", jax_export=False, tflite=True)
+  row = fit_short(np.random.default_rng(3).normal(0, 0.1, 5000).astype(np.float32), SR, "mask")[None]
+  want = p.logits(row)
+  unmasked = Predictor(_model(False)[0], variables, p.labels, clip_seconds=1.0).logits(row)
+  assert np.abs(unmasked - want).max() > 0.02  # so agreeing below means the pipelines mask
+  for files, tol in ((["model.tflite"], 1e-4), (["frontend.tflite", "model_int8.tflite"], 0.01)):
+    got, _ = tflite.tflite_forward([out / f for f in files], 4)(row)
+    np.testing.assert_allclose(got, want, atol=tol)
