@@ -52,9 +52,10 @@ class CnnConfig:
       does not reach the network. Not in PANNs (False for its weights).
     head: "clip" (PANNs' Cnn14: pooled over time before fc1) or a decision-level head, "decision_max" /
       "decision_att" (Cnn14_DecisionLevelMax / Att: framewise outputs; `models.sed`).
-    pool_mask: pool over time only the steps of a clip's own audio, leaving out the trailing digital silence a
-      short clip is padded with (`data.short_clips=mask`); the classifier passes the mask (`frame_mask`,
-      from `audio.frontend.audible_frames`). Clip head only. Not in PANNs (False for its weights).
+    pool_mask: pool over time only the steps that hold sound, leaving out digital silence such as the zeros a
+      short clip is padded with (`data.short_clips=mask`): a step counts when any front-end frame it pools is
+      audible (`audio.frontend.audible_frames`, passed in by the classifier as `frame_mask`). Clip head only.
+      Not in PANNs (False for its weights).
   """
 
   variant: Literal["cnn6", "cnn10", "cnn14"] = "cnn14"
