@@ -48,7 +48,6 @@ from animaljax.audio import io, windows  # noqa: E402
 
 SAMPLE_RATE = 16000
 WINDOW = 2 * SAMPLE_RATE
-EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 GROUP_BY = r"^\d+-(\d+)-"  # ESC-50 names: {fold}-{source id}-{take}-{target}
 
 
@@ -59,7 +58,7 @@ def read_folder(
   clips, labels, names = [], [], []
   for i, name in enumerate(classes):
     for path in sorted((root / name).iterdir()):
-      if path.suffix.lower() in EXTS:
+      if path.suffix.lower() in io.AUDIO_EXTENSIONS:
         clips.append(io.load_audio(path, SAMPLE_RATE, silent="allow"))
         labels.append(i)
         names.append(path.name)

@@ -36,7 +36,6 @@ from animaljax.fewshot.linear_head import train_head  # noqa: E402
 
 SAMPLE_RATE = 48000
 WINDOW = 3 * SAMPLE_RATE
-EXTS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
 
 
 class Embedder:
@@ -69,7 +68,7 @@ def embed_folder(root: pathlib.Path, embed: Embedder) -> tuple[np.ndarray, list[
   vectors, labels = [], []
   for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
     for path in sorted(class_dir.iterdir()):
-      if path.suffix.lower() in EXTS:
+      if path.suffix.lower() in io.AUDIO_EXTENSIONS:
         clip = io.load_audio(path, SAMPLE_RATE, silent="allow")
         vectors.append(embed(clip_windows(clip)).mean(0))
         labels.append(class_dir.name)
