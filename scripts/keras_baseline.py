@@ -45,24 +45,18 @@ sys.path.insert(0, str(REPO))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from animaljax.audio import io, windows  # noqa: E402
+from animaljax.inference.evaluate import list_class_folders  # noqa: E402
 
 SAMPLE_RATE = 16000
 WINDOW = 2 * SAMPLE_RATE
 GROUP_BY = r"^\d+-(\d+)-"  # ESC-50 names: {fold}-{source id}-{take}-{target}
 
 
-def read_folder(
-  root: pathlib.Path, classes: list[str] | None = None
-) -> tuple[list[np.ndarray], np.ndarray, list]:
-  classes = classes or sorted(p.name for p in root.iterdir() if p.is_dir())
-  clips, labels, names = [], [], []
-  for i, name in enumerate(classes):
-    for path in sorted((root / name).iterdir()):
-      if path.suffix.lower() in io.AUDIO_EXTENSIONS:
-        clips.append(io.load_audio(path, SAMPLE_RATE, silent="allow"))
-        labels.append(i)
-        names.append(path.name)
-  return clips, np.asarray(labels), names
+def read_folder(root: pathlib.Path, classes: list[str]) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+  """`(clips at 16 kHz, class ids in `classes`, file names)` of a class-per-folder tree (`list_class_folders`)."""
+  files = list_class_folders(root)
+  clips = [io.load_audio(f, SAMPLE_RATE, silent="allow") for f, _ in files]
+  return clips, np.asarray([classes.index(c) for _, c in files]), [pathlib.Path(f).name for f, _ in files]
 
 
 def grouped_split(names: list[str], n_val: int, seed: int) -> np.ndarray:
@@ -159,12 +153,10 @@ def macro_f1(y: np.ndarray, pred: np.ndarray, n_classes: int) -> float:
 
 def run(corpus: pathlib.Path, seed: int, steps: int, batch: int, n_val: int) -> dict:
   t0 = time.perf_counter()
-  clips, labels, names = read_folder(corpus / "Training")
-  classes = sorted(p.name for p in (corpus / "Training").iterdir() if p.is_dir())
+  classes = sorted({c for _, c in list_class_folders(corpus / "Training")})
+  clips, labels, names = read_folder(corpus / "Training", classes)
   test_clips, test_labels, _ = read_folder(corpus / "Test", classes)
-  noise = [
-    c for d in sorted((corpus / "Noise").iterdir()) if d.is_dir() for c in read_folder(d.parent, [d.name])[0]
-  ]
+  noise = [io.load_audio(f, SAMPLE_RATE, silent="allow") for f, _ in list_class_folders(corpus / "Noise")]
   val = grouped_split(names, n_val, seed)
   train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
   counts = np.bincount(labels[train_idx], minlength=len(classes))

@@ -36,6 +36,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 from animaljax.audio import io, windows  # noqa: E402
 from animaljax.fewshot.linear_head import train_head  # noqa: E402
+from animaljax.inference.evaluate import list_class_folders  # noqa: E402
 
 SAMPLE_RATE = 48000
 WINDOW = 3 * SAMPLE_RATE
@@ -75,13 +76,8 @@ def tflite_clip_embedder(path: pathlib.Path):
 
 def embed_folder(root: pathlib.Path, embed_file) -> tuple[np.ndarray, list[str]]:
   """`(vectors (N, D), labels)` of every audio file under `root/<class>/`, labelled by its folder."""
-  vectors, labels = [], []
-  for class_dir in sorted(p for p in root.iterdir() if p.is_dir()):
-    for path in sorted(class_dir.iterdir()):
-      if path.suffix.lower() in io.AUDIO_EXTENSIONS:
-        vectors.append(np.asarray(embed_file(path)))
-        labels.append(class_dir.name)
-  return np.stack(vectors), labels
+  files = list_class_folders(root)
+  return np.stack([np.asarray(embed_file(f)) for f, _ in files]), [c for _, c in files]
 
 
 def macro_f1(truth: list[str], pred: list[str]) -> float:

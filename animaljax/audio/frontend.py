@@ -173,14 +173,6 @@ def audible_frames(features: jax.Array, cfg: FrontendConfig) -> jax.Array:
   return audible | (jnp.arange(features.shape[1]) == 0)[None, :]
 
 
-def clip_lengths(wave: jax.Array) -> jax.Array:
-  """(batch, time) -> (batch,) int32: one past each row's last nonzero sample (0 for a silent row): the clip's
-  own length in a row the "mask" input rule zero-padded (`audio.windows.fit_short`)."""
-  nonzero = jnp.asarray(wave) != 0
-  last = nonzero.shape[1] - jnp.argmax(nonzero[:, ::-1], axis=1)
-  return jnp.where(nonzero.any(axis=1), last, 0).astype(jnp.int32)
-
-
 def to_float(wave: jax.Array) -> jax.Array:
   """(batch, time) int16 | float -> float32 in the waveform's natural range (int16 scaled by 1/32768)."""
   wave = jnp.asarray(wave)

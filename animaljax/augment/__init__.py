@@ -4,6 +4,7 @@ from animaljax.augment.mixup import mixup, sample_mixup
 from animaljax.augment.noise import mix_at_snr, random_noise_mix
 from animaljax.augment.specaugment import spec_augment
 from animaljax.augment.waveform import (
+  clip_lengths,
   keep_prefix,
   random_crop,
   random_gain,
@@ -15,6 +16,7 @@ from animaljax.augment.waveform import (
 )
 
 __all__ = [
+  "clip_lengths",
   "keep_prefix",
   "mix_at_snr",
   "mixup",

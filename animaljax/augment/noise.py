@@ -50,7 +50,7 @@ def random_noise_mix(
       offset; a clip longer than `time` is cropped, a shorter one is tiled (wrapping around).
     snr_db_range: (lo, hi) dB, SNR uniform in it per example.
     p: probability that an example gets noise; the others are returned unchanged.
-    lengths: optional (batch,) samples of each row's own clip (`audio.frontend.clip_lengths`): the noise stops
+    lengths: optional (batch,) samples of each row's own clip (`waveform.clip_lengths`): the noise stops
       there, so a zero-padded short clip keeps its silent padding, and the SNR holds over the clip itself.
 
   Returns:

@@ -20,9 +20,17 @@ def as_float(wave: jax.Array) -> jax.Array:
   return wave
 
 
+def clip_lengths(wave: jax.Array) -> jax.Array:
+  """(batch, time) -> (batch,) int32: one past each row's last nonzero sample (0 for a silent row): the clip's
+  own length in a row the "mask" input rule zero-padded (`audio.windows.fit_short`)."""
+  nonzero = jnp.asarray(wave) != 0
+  last = nonzero.shape[1] - jnp.argmax(nonzero[:, ::-1], axis=1)
+  return jnp.where(nonzero.any(axis=1), last, 0).astype(jnp.int32)
+
+
 def keep_prefix(wave: jax.Array, lengths: jax.Array) -> jax.Array:
   """(batch, time) with every sample at or after its row's `lengths` set to zero: the padding of a row the "mask"
-  input rule zero-padded (its clip's length: `audio.frontend.clip_lengths`) kept silent."""
+  input rule zero-padded (its clip's length: `clip_lengths`) kept silent."""
   pos = jnp.arange(wave.shape[1], dtype=jnp.int32)[None, :]
   return jnp.where(pos < lengths[:, None], wave, jnp.zeros((), wave.dtype))
 

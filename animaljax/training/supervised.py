@@ -19,8 +19,8 @@ import numpy as np
 import optax
 
 from animaljax import losses, metrics
-from animaljax.audio.frontend import clip_lengths
 from animaljax.augment import (
+  clip_lengths,
   keep_prefix,
   mixup,
   random_lowpass,

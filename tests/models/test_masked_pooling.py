@@ -12,7 +12,7 @@ import pytest
 
 from animaljax.audio import frontend
 from animaljax.audio.windows import fit_short
-from animaljax.augment import keep_prefix, random_noise_mix
+from animaljax.augment import clip_lengths, keep_prefix, random_noise_mix
 from animaljax.data.loader import crop_or_pad
 from animaljax.models import serialize
 from animaljax.models.classifier import cnn14_config, make_model
@@ -38,7 +38,7 @@ def test_clip_lengths_and_audible_frames_find_the_padding():
   wave[0, :1000] = np.random.default_rng(0).normal(0, 0.1, 1000)
   wave[0, 999] = 0.1
   wave[1, 500] = -0.2  # leading zeros belong to the clip; only the trailing ones are padding
-  np.testing.assert_array_equal(frontend.clip_lengths(wave), [1000, 501, 0])
+  np.testing.assert_array_equal(clip_lengths(wave), [1000, 501, 0])
   cfg = frontend.LogMelConfig.panns_16k()  # n_fft 512, hop 160, centred frames
   audible = np.asarray(frontend.audible_frames(frontend.log_mel(wave, cfg), cfg))
   frames = np.arange(frontend.num_frames(1600, cfg))
