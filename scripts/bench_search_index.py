@@ -20,11 +20,13 @@ import argparse
 import pathlib
 import resource
 import shutil
+import sys
 import time
 
 import numpy as np
 
 CLUSTERS, SPREAD, WINDOWS_PER_FILE, WINDOW_S = 500, 0.5, 60, 5.0
+WORK_MARK = ".bench_search_index"  # marks --work as this script's: a later run may replace what is in it
 
 
 def unit(x: np.ndarray) -> np.ndarray:
@@ -148,8 +150,13 @@ def bench_project(a: argparse.Namespace) -> None:
   from animaljax.retrieval.table import read_windows
 
   work, shard, k, seed = pathlib.Path(a.work), 60 * 834, 10, 0
-  if work.exists():
-    shutil.rmtree(work)
+  if work.exists() and any(work.iterdir()) and not (work / WORK_MARK).exists():
+    print(f"{work} holds files this script did not write; choose a new or empty --work", file=sys.stderr)
+    sys.exit(2)
+  created = not work.exists()
+  _clear(work)  # empty, or the marked scratch folder of an earlier run: what is in it is ours to replace
+  work.mkdir(parents=True, exist_ok=True)
+  (work / WORK_MARK).write_text("scratch folder of scripts/bench_search_index.py --project\n")
   centres = np.random.default_rng(seed).normal(size=(CLUSTERS, a.dim)).astype(np.float32)
   print(f"# {a.n:,} windows x {a.dim}-d, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads, "
         f"flat up to {search_index.EXACT_UP_TO:,}, HNSW M={search_index.HNSW_M}", flush=True)  # fmt: skip
@@ -191,7 +198,15 @@ def bench_project(a: argparse.Namespace) -> None:
           f"{recall(found, truth):.3f} |", flush=True)  # fmt: skip
   print(f"peak RSS {_gib():.1f} GiB")
   if not a.keep:
-    shutil.rmtree(work)
+    _clear(work)
+    if created:
+      work.rmdir()
+
+
+def _clear(work: pathlib.Path) -> None:
+  """Removes what is inside `work` (checked above to be empty or this script's marked scratch folder)."""
+  for child in work.iterdir() if work.exists() else ():
+    shutil.rmtree(child) if child.is_dir() and not child.is_symlink() else child.unlink()
 
 
 def _row(hit: dict) -> int:
@@ -206,7 +221,11 @@ def main() -> None:
   p.add_argument("--queries", type=int, default=1000)
   p.add_argument("--threads", type=int, default=2)
   p.add_argument("--project", action="store_true", help="time animaljax's own index path (see the docstring)")
-  p.add_argument("--work", default="/tmp/bench-search-index", help="--project: scratch folder (replaced)")
+  p.add_argument(
+    "--work",
+    default="/tmp/bench-search-index",
+    help="--project: a new or empty scratch folder (or one from an earlier run, replaced)",
+  )
   p.add_argument("--ef", type=lambda s: [int(x) for x in s.split(",")], default=[64, 128, 256])
   p.add_argument("--keep", action="store_true", help="--project: keep the scratch folder")
   a = p.parse_args()

@@ -98,8 +98,13 @@ def test_index_refuses_what_it_did_not_write(synthetic):
   query.index_embeddings([synthetic["a"]], out)
   with pytest.raises(search_index.IndexError_, match="--overwrite"):
     query.index_embeddings([synthetic["a"]], out)
+  beside = synthetic["root"] / ".index.old"  # a folder that happens to have the name a replaced index once took
+  beside.mkdir()
+  (beside / "notes.txt").write_text("keep me")
   query.index_embeddings([synthetic["folder"]], out, overwrite=True)
   assert json.loads((out / "index.json").read_text())["count"] == 300
+  assert (beside / "notes.txt").read_text() == "keep me"
+  assert sorted(p.name for p in synthetic["root"].iterdir() if p.name.startswith(".index")) == [".index.old"]
   mine = synthetic["root"] / "mine"
   mine.mkdir()
   (mine / "notes.txt").write_text("keep me")

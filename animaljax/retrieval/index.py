@@ -21,6 +21,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import uuid
 
 import numpy as np
 
@@ -126,8 +127,7 @@ def build_index(
     }  # fmt: skip
     (tmp / INFO_FILE).write_text(json.dumps(info, indent=2) + "\n")
     if out.exists():  # checked above: an empty folder or (overwrite) an index of ours
-      old = out.with_name(f".{out.name}.old")
-      shutil.rmtree(old, ignore_errors=True)
+      old = out.with_name(f".{out.name}.old-{uuid.uuid4().hex[:8]}")  # a fresh name: never someone's folder
       out.rename(old)
       tmp.rename(out)
       shutil.rmtree(old, ignore_errors=True)
