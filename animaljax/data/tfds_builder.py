@@ -101,6 +101,9 @@ def build(
     def _info(self):
       info = super()._info()
       info._metadata = tfds.core.MetadataDict(metadata)  # noqa: SLF001 - AdhocBuilder has no metadata argument
+      # A new dataset's builder asks GCS for published metadata, and TFDS makes a temporary folder for it
+      # before finding GCS off and never removes it: one empty /tmp/tmp*tfds per pack. A user's corpus has none.
+      info.initialize_from_bucket = lambda: None
       return info
 
     def _generate_splits(self, dl_manager, download_config):

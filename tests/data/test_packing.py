@@ -203,6 +203,18 @@ def test_a_split_of_only_bad_files_is_dropped(tmp_path):
   assert set(_rejected(tmp_path / "out")) == {"bad.wav"}
 
 
+def test_packing_leaves_nothing_in_the_temp_folder(tmp_path, monkeypatch):
+  import tempfile
+
+  scratch = tmp_path / "tmp"
+  scratch.mkdir()
+  monkeypatch.setattr(tempfile, "tempdir", str(scratch))  # where mkdtemp & co. put things in this process
+  sf.write(tmp_path / "a.wav", _tone(0.3, SR), SR)
+  source = _Listed(["a"], [Example(str(tmp_path / "a.wav"), 0, "a", "train")])
+  packing.pack(source, tmp_path / "out", sample_rate=SR, workers=0, progress=False)
+  assert list(scratch.iterdir()) == []  # TFDS left an empty tmp*tfds folder per pack before
+
+
 class _Listed(Source):
   def __init__(self, class_names, examples):
     self.name, self.class_names, self._examples = "listed", tuple(class_names), examples
